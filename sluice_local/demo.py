@@ -1,0 +1,396 @@
+"""``make demo``: the whole pipeline on one machine — a real Kafka broker, the generator, and the three Spark jobs
+in local mode — for a bounded time, then a summary of what went where.
+
+Steps: check Java, fetch the pinned jars (cached), start a KRaft broker on a free loopback port, create the topics,
+start the basic, windowed and anomaly jobs with ``spark-submit``, run the generator for ``--duration`` seconds,
+wait until every query has committed every produced record, stop the jobs gracefully (SIGTERM), read the output
+topics, print the summary and write it to ``<work dir>/summary.json``. Ctrl-C stops the generator early and goes
+straight to the drain and summary; a second Ctrl-C tears everything down at once. No process is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sluice_local.artifacts import ArtifactError, broker_jars, connector_jars, require_java
+from sluice_local.checkpoints import queries_behind
+from sluice_local.job_process import JOBS, job_command, job_environment
+from sluice_local.kafka_broker import BrokerError, KafkaBroker
+from sluice_local.topics import TopicSpec, create_topics, end_offsets, read_all
+from spark_jobs.events import DLQ_HEADER_PREFIX
+from spark_jobs.options import DEFAULT_TOPICS
+
+#: Streaming queries each job starts with the console on (see the job modules).
+QUERIES_PER_JOB = {"basic": 4, "windowed": 4, "anomaly": 2}
+SOURCE_PARTITIONS = 3
+_STOP_GRACE_S = 90
+_PREFIX_WIDTH = 9
+
+
+class DemoError(RuntimeError):
+    """The demo cannot go on; the message says what failed and where the logs are."""
+
+
+@dataclass
+class _Child:
+    """A child process whose stdout is echoed line by line with a name prefix."""
+
+    name: str
+    process: subprocess.Popen
+    log: Path
+    lines: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
+
+    def echo(self, quiet: bool) -> None:
+        def pump() -> None:
+            assert self.process.stdout is not None
+            for raw in self.process.stdout:
+                line = raw.rstrip("\n")
+                self.lines.append(line)
+                if not quiet:
+                    print(f"{self.name:<{_PREFIX_WIDTH}}| {line}", flush=True)
+
+        self.reader = threading.Thread(target=pump, name=f"echo-{self.name}", daemon=True)
+        self.reader.start()
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, lines: int = 25) -> str:
+        try:
+            text = self.log.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n".join(text[-lines:])
+
+
+def _spawn(
+    name: str, command: list[str], *, log: Path, quiet: bool, env: dict[str, str] | None = None
+) -> _Child:
+    # A new session: Ctrl-C reaches the demo only, which then stops the children in order.
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=log.open("w"),
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    child = _Child(name, process, log)
+    child.echo(quiet)
+    return child
+
+
+def _terminate(children: list[_Child], timeout: float) -> None:
+    """SIGTERM each child's own process (the job driver stops its queries between batches), wait, then make
+    sure nothing of its process group (Spark's JVM, Python workers) outlives the demo."""
+    for child in children:
+        if child.alive():
+            child.process.terminate()
+    deadline = time.monotonic() + timeout
+    for child in children:
+        try:
+            child.process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"{child.name} did not stop within {timeout:g} s; killing it", file=sys.stderr)
+    for child in children:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.process.pid, signal.SIGKILL)
+        child.process.wait()
+        if child.reader is not None:
+            child.reader.join(timeout=5)
+
+
+def _job_args(job: str, bootstrap: str, work: Path, trigger: str) -> list[str]:
+    args = [
+        "--bootstrap-servers",
+        bootstrap,
+        "--checkpoint-root",
+        str(work / "checkpoints"),
+        "--trigger",
+        trigger,
+        "--console-rows",
+        "8",
+    ]
+    if job == "basic":
+        args += ["--output-dir", str(work / "output")]
+    return args
+
+
+def _count_headers(records, header: str) -> Counter:
+    counts: Counter = Counter()
+    for record in records:
+        for key, value in record.headers() or []:
+            if key == header:
+                counts[value.decode()] += 1
+    return counts
+
+
+def _count_field(records, name: str) -> Counter:
+    return Counter(json.loads(r.value())[name] for r in records)
+
+
+def _files(directory: Path) -> tuple[int, int]:
+    files = [p for p in directory.rglob("*") if p.is_file() and p.suffix in {".parquet", ".json"}]
+    return len(files), sum(p.stat().st_size for p in files)
+
+
+def summarize(bootstrap: str, work: Path, generated: dict) -> dict:
+    """Read the output topics and the file sink and put the figures of the run together."""
+    topics = DEFAULT_TOPICS
+    dlq = read_all(bootstrap, topics.dead_letter, timeout=60)
+    processed = read_all(bootstrap, topics.processed, timeout=60)
+    windowed = read_all(bootstrap, topics.windowed, timeout=60)
+    alerts = read_all(bootstrap, topics.alerts, timeout=60)
+    files, size = _files(work / "output" / "events")
+    return {
+        "events_produced": generated.get("produced", 0),
+        "events_delivered": generated.get("delivered", 0),
+        "valid_events": generated.get("valid_events", 0),
+        "malformed_produced": sum(generated.get("malformed", {}).values()),
+        "malformed_by_kind": generated.get("malformed", {}),
+        "anomalies_injected": generated.get("anomalies", 0),
+        "late_events": generated.get("late", 0),
+        "dead_letters_by_job": dict(_count_headers(dlq, DLQ_HEADER_PREFIX + "job")),
+        "dead_letters_by_code": dict(_count_headers(dlq, DLQ_HEADER_PREFIX + "error_code")),
+        "windows": {
+            "basic/device_windows": len(processed),
+            **{f"windowed/{k}": v for k, v in sorted(_count_field(windowed, "aggregation").items())},
+        },
+        "alerts": dict(_count_field(alerts, "anomaly_type")),
+        "alerts_total": len(alerts),
+        "event_files": files,
+        "event_file_bytes": size,
+        "outputs": {
+            "kafka": bootstrap + " (stopped at the end of the demo)",
+            "topics": topics.all(),
+            "event_files": str(work / "output" / "events"),
+            "checkpoints": str(work / "checkpoints"),
+            "logs": str(work / "logs"),
+            "summary": str(work / "summary.json"),
+        },
+    }
+
+
+def print_summary(summary: dict) -> None:
+    w = summary["windows"]
+    lines = [
+        "",
+        "==================== Sluice demo summary ====================",
+        f"events produced         {summary['events_produced']} (delivered {summary['events_delivered']}, "
+        f"{summary['anomalies_injected']} injected anomalies, {summary['late_events']} late)",
+        f"malformed -> DLQ        {summary['malformed_produced']} produced; dead letters per job: "
+        + (", ".join(f"{j} {n}" for j, n in sorted(summary["dead_letters_by_job"].items())) or "none"),
+        "windows emitted         " + ", ".join(f"{k} {v}" for k, v in w.items()),
+        f"alerts raised           {summary['alerts_total']} "
+        + "("
+        + (", ".join(f"{k} {v}" for k, v in sorted(summary["alerts"].items())) or "none")
+        + ")",
+        f"event files written     {summary['event_files']} files, {summary['event_file_bytes']} bytes",
+        "where outputs live",
+        *[f"  {k:<21} {v}" for k, v in summary["outputs"].items() if k != "topics"],
+        "  topics                " + ", ".join(summary["outputs"]["topics"]),
+        "Windows are emitted once final (append mode): a window closes when the watermark passes its end, so the",
+        "hourly status windows of a short run stay open and are not written.",
+        "=============================================================",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    work = Path(args.work_dir).resolve()
+    interrupted: list[int] = []
+
+    def on_sigint(_sig, _frame) -> None:
+        interrupted.append(1)
+        if len(interrupted) == 1:
+            print("\nStopping: the generator ends now, then the jobs drain and stop (Ctrl-C again to abort).")
+        else:
+            raise KeyboardInterrupt
+
+    say = print
+    say(
+        f"Sluice demo: {args.duration:g} s of events at {args.rate}/s from {args.devices} devices; work dir {work}"
+    )
+    java = require_java(17)
+    say(f"- Java: {java}")
+    say("- Fetching the Kafka broker and Spark connector jars (cached after the first run)...")
+    broker_jars()
+    connector_jars()
+    if work.exists():
+        shutil.rmtree(work)  # checkpoints of an earlier run point at a broker that no longer exists
+    (work / "logs").mkdir(parents=True)
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    broker = KafkaBroker(port=args.kafka_port, log_file=work / "logs" / "kafka.log")
+    children: list[_Child] = []
+    try:
+        broker.start()
+        bootstrap = broker.bootstrap_servers
+        say(f"- Kafka {bootstrap} ready in {broker.startup_seconds:.1f} s (log: {broker.log_file})")
+        t = DEFAULT_TOPICS
+        create_topics(
+            bootstrap,
+            [TopicSpec(t.source, partitions=SOURCE_PARTITIONS)]
+            + [TopicSpec(n) for n in (t.processed, t.windowed, t.alerts, t.dead_letter)],
+        )
+        say(f"- Topics: {', '.join(t.all())}")
+        env = job_environment()
+        jobs = {
+            job: _spawn(
+                job,
+                job_command(job, _job_args(job, bootstrap, work, args.trigger)),
+                log=work / "logs" / f"{job}.log",
+                quiet=args.quiet,
+                env=env,
+            )
+            for job in JOBS
+        }
+        children.extend(jobs.values())
+        say(
+            "- Jobs starting in Spark local mode (python -m spark_jobs.<job> --master local[2]): "
+            + ", ".join(JOBS)
+        )
+        _await_started(jobs, timeout=args.startup_timeout)
+        summary_file = work / "generator-summary.json"
+        generator = _spawn(
+            "generator",
+            [
+                sys.executable,
+                "-m",
+                "spark_jobs.generator",
+                "--bootstrap-servers",
+                bootstrap,
+                "--devices",
+                str(args.devices),
+                "--rate",
+                str(args.rate),
+                "--duration",
+                str(args.duration),
+                "--malformed-fraction",
+                str(args.malformed_fraction),
+                "--late-fraction",
+                str(args.late_fraction),
+                "--summary-file",
+                str(summary_file),
+                *(["--seed", str(args.seed)] if args.seed is not None else []),
+            ],
+            log=work / "logs" / "generator.log",
+            quiet=True,
+        )
+        children.append(generator)
+        say(f"- Generator running for {args.duration:g} s")
+        while generator.alive():
+            if interrupted:
+                os.killpg(generator.process.pid, signal.SIGTERM)
+                generator.process.wait(30)
+                break
+            _check_jobs(jobs)
+            time.sleep(0.5)
+        if not summary_file.exists():
+            raise DemoError(f"the generator ended without a summary:\n{generator.log_tail()}")
+        generated = json.loads(summary_file.read_text())
+        say(f"- Generator done: {generated['produced']} produced, {generated['failed']} failed")
+        _await_drained(jobs, bootstrap, work, timeout=args.drain_timeout)
+        say("- Every query has committed every record; stopping the jobs")
+        _terminate(list(jobs.values()), _STOP_GRACE_S)
+        for name, child in jobs.items():
+            if child.process.returncode != 0:
+                raise DemoError(f"job {name} exited with {child.process.returncode}:\n{child.log_tail()}")
+        summary = summarize(bootstrap, work, generated)
+        (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        print_summary(summary)
+        return 0 if generated.get("failed", 0) == 0 else 1
+    finally:
+        _terminate(children, 30)
+        broker.stop()
+        signal.signal(signal.SIGINT, previous)
+
+
+def _await_started(jobs: dict[str, _Child], *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    pending = set(jobs)
+    while pending:
+        _check_jobs(jobs)
+        for name in list(pending):
+            if any(": started " in line for line in jobs[name].lines):
+                pending.discard(name)
+        if time.monotonic() > deadline:
+            raise DemoError(f"jobs not started within {timeout:g} s: {', '.join(sorted(pending))}")
+        time.sleep(0.3)
+
+
+def _check_jobs(jobs: dict[str, _Child]) -> None:
+    for name, child in jobs.items():
+        if not child.alive():
+            raise DemoError(
+                f"job {name} stopped unexpectedly (exit {child.process.returncode}); "
+                f"last lines of {child.log}:\n{child.log_tail()}"
+            )
+
+
+def _await_drained(jobs: dict[str, _Child], bootstrap: str, work: Path, *, timeout: float) -> None:
+    ends = end_offsets(bootstrap, DEFAULT_TOPICS.source)
+    deadline = time.monotonic() + timeout
+    expected = sum(QUERIES_PER_JOB.values())
+    while True:
+        _check_jobs(jobs)
+        behind = queries_behind(work / "checkpoints", DEFAULT_TOPICS.source, ends, expected=expected)
+        if not behind:
+            return
+        if time.monotonic() > deadline:
+            raise DemoError(
+                f"queries still behind the end of the source after {timeout:g} s: {', '.join(behind)}"
+            )
+        time.sleep(1)
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    p = parser or argparse.ArgumentParser(prog="sluice-local demo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--duration", type=float, default=90.0, help="seconds the generator runs (default 90)")
+    p.add_argument("--rate", type=int, default=200, help="events per second, all devices together")
+    p.add_argument("--devices", type=int, default=10, help="number of simulated devices")
+    p.add_argument("--malformed-fraction", type=float, default=0.01, help="share of malformed messages")
+    p.add_argument("--late-fraction", type=float, default=0.02, help="share of late, out-of-order events")
+    p.add_argument("--seed", type=int, default=None, help="random seed of the generator")
+    p.add_argument("--trigger", default="5s", help="micro-batch interval of the jobs")
+    p.add_argument("--kafka-port", type=int, default=None, help="broker port (default: a free one)")
+    p.add_argument("--work-dir", default=".sluice/demo", help="checkpoints, files, logs and summary go here")
+    p.add_argument(
+        "--startup-timeout", type=float, default=240.0, help="seconds to wait for the jobs to start"
+    )
+    p.add_argument(
+        "--drain-timeout", type=float, default=240.0, help="seconds to wait for the jobs to catch up"
+    )
+    p.add_argument("--quiet", action="store_true", help="do not echo the jobs' console output")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.duration <= 0 or args.rate < 1 or args.devices < 1:
+        print("demo: --duration must be > 0, --rate >= 1 and --devices >= 1", file=sys.stderr)
+        return 2
+    try:
+        return run_demo(args)
+    except (ArtifactError, BrokerError, DemoError) as exc:
+        print(f"\ndemo failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ndemo aborted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,460 @@
+"""A real single-node Apache Kafka broker (KRaft, combined broker+controller) run from Maven Central jars.
+
+The broker listens on loopback only, has topic auto-creation switched off (topics are created explicitly,
+as in production) and replication settings suited to one node. It runs in its own process group and is
+stopped on ``stop()``, on leaving the ``with`` block, and at interpreter exit, so no ``java`` is left behind.
+
+Usage::
+
+    python -m sluice_local.kafka_broker [--port N] [--work-dir DIR]  # prints bootstrap servers; Ctrl-C stops
+
+or from Python::
+
+    with KafkaBroker() as broker:
+        create_topics(broker.bootstrap_servers, ["events"])
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import base64
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from xml.sax.saxutils import quoteattr
+
+from sluice_local.artifacts import ArtifactError, broker_jars, require_java
+
+LOOPBACK = "127.0.0.1"
+NODE_ID = 1
+READY_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 30.0
+FORMAT_TIMEOUT_S = 120.0
+LOG_TAIL_LINES = 40
+
+_log = logging.getLogger(__name__)
+
+
+class BrokerError(RuntimeError):
+    """The broker could not be started (or stopped); the message says why and carries the log's tail."""
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, base64url without padding (22 characters).
+
+    Like Kafka's own ``Uuid.randomUuid``, ids starting with ``-`` are skipped: a command line would read
+    them as an option.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode("ascii")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
+def render_server_properties(
+    *, port: int, controller_port: int, data_dir: Path, overrides: Mapping[str, str] | None = None
+) -> str:
+    """``server.properties`` of a combined KRaft broker+controller with node id 1 on loopback."""
+    settings: dict[str, str] = {
+        "process.roles": "broker,controller",
+        "node.id": str(NODE_ID),
+        "controller.quorum.voters": f"{NODE_ID}@{LOOPBACK}:{controller_port}",
+        "listeners": f"PLAINTEXT://{LOOPBACK}:{port},CONTROLLER://{LOOPBACK}:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{LOOPBACK}:{port}",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "log.dirs": str(data_dir),
+        # Topics are created explicitly (as the operator does in a cluster): a typo fails, it creates nothing.
+        "auto.create.topics.enable": "false",
+        "num.partitions": "1",
+        "default.replication.factor": "1",
+        "min.insync.replicas": "1",
+        # One node: every internal topic has a single replica, and few partitions so first use is quick.
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "share.coordinator.state.topic.num.partitions": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        # Sized for a 2-core test machine.
+        "num.network.threads": "2",
+        "num.io.threads": "2",
+        "num.recovery.threads.per.data.dir": "1",
+        "log.retention.hours": "168",
+    }
+    settings.update(overrides or {})
+    return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+def render_log4j2_config(log_file: Path) -> str:
+    """A log4j2 XML configuration appending the broker's log to ``log_file`` (INFO, noisy loggers at WARN)."""
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<Configuration status="WARN">
+  <Appenders>
+    <File name="file" fileName={quoteattr(str(log_file))} append="true">
+      <PatternLayout pattern="[%d] %p %m (%c)%n"/>
+    </File>
+  </Appenders>
+  <Loggers>
+    <Root level="INFO"><AppenderRef ref="file"/></Root>
+    <Logger name="kafka.request.logger" level="WARN"/>
+    <Logger name="state.change.logger" level="WARN"/>
+    <Logger name="org.apache.kafka.clients" level="WARN"/>
+  </Loggers>
+</Configuration>
+"""
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # Java listens with SO_REUSEADDR too, so a port held only by TIME_WAIT connections counts as free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports that were free a moment ago (held open together so they differ)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [
+            stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)
+        ]
+        for sock in sockets:
+            sock.bind((LOOPBACK, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
+def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+
+# Brokers still running, stopped at interpreter exit in case the caller forgot (or an exception skipped it).
+_live: set[KafkaBroker] = set()
+_live_lock = threading.Lock()
+
+
+@atexit.register
+def _stop_all() -> None:
+    with _live_lock:
+        brokers = list(_live)
+    for broker in brokers:
+        with contextlib.suppress(Exception):
+            broker.stop()
+
+
+class KafkaBroker:
+    """A single-node KRaft Kafka broker in a child ``java`` process; a context manager.
+
+    ``port`` fixes the client port (default: a free one); ``work_dir`` keeps config, data and log there
+    (default: a temp dir removed on stop); ``log_file`` defaults to ``<work dir>/broker.log``.
+    """
+
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        work_dir: Path | None = None,
+        heap: str = "512m",
+        log_file: Path | None = None,
+    ) -> None:
+        self._requested_port = port
+        self._given_work_dir = Path(work_dir) if work_dir is not None else None
+        self._heap = heap
+        self._given_log_file = Path(log_file) if log_file is not None else None
+        self._work_dir: Path | None = None
+        self._log_file: Path | None = None
+        self._port: int | None = None
+        self._controller_port: int | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self.startup_seconds: float | None = None
+        """Seconds from ``start()`` to a ready broker, for reporting."""
+
+    # -- properties ------------------------------------------------------------------------------------------
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """``"127.0.0.1:PORT"`` for clients; only valid once started."""
+        if self._port is None:
+            raise BrokerError("the broker is not started: call start() or use it as a context manager")
+        return f"{LOOPBACK}:{self._port}"
+
+    @property
+    def port(self) -> int | None:
+        """The client (PLAINTEXT) port, once started."""
+        return self._port
+
+    @property
+    def controller_port(self) -> int | None:
+        """The KRaft controller port, once started."""
+        return self._controller_port
+
+    @property
+    def work_dir(self) -> Path | None:
+        """Directory holding ``server.properties``, the log4j2 config and ``data/``, once started."""
+        return self._work_dir
+
+    @property
+    def log_file(self) -> Path | None:
+        """The broker's log (log4j2 output plus the JVM's stdout/stderr), once started."""
+        return self._log_file
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the ``java`` process (also its process group id), while started."""
+        return self._process.pid if self._process is not None else None
+
+    def is_running(self) -> bool:
+        """Whether the ``java`` process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def start(self) -> KafkaBroker:
+        """Format storage, launch the broker and wait until it serves metadata with itself registered.
+
+        Raises BrokerError (port in use, early exit, not ready within 90 s) or ArtifactError (Java, jars).
+        """
+        if self._process is not None:
+            raise BrokerError(f"the broker is already started at {self.bootstrap_servers}")
+        started = time.monotonic()
+        if self._requested_port is not None and not _port_is_free(self._requested_port):
+            raise BrokerError(
+                f"port {self._requested_port} on {LOOPBACK} is in use; stop what holds it or omit the port "
+                "to pick a free one"
+            )
+        java = require_java(17)
+        classpath = os.pathsep.join(str(jar) for jar in broker_jars())
+        try:
+            self._prepare_dirs()
+            assert self._work_dir is not None and self._log_file is not None
+            if self._requested_port is not None:
+                self._port = self._requested_port
+                self._controller_port = next(p for p in free_ports(2) if p != self._port)
+            else:
+                self._port, self._controller_port = free_ports(2)
+            config = self._work_dir / "server.properties"
+            config.write_text(
+                render_server_properties(
+                    port=self._port, controller_port=self._controller_port, data_dir=self._work_dir / "data"
+                )
+            )
+            log4j_config = self._work_dir / "log4j2.xml"
+            log4j_config.write_text(render_log4j2_config(self._log_file))
+            jvm = [java, f"-Dlog4j2.configurationFile={log4j_config}", "-cp", classpath]
+            self._format_storage(jvm, config)
+            self._launch(jvm, config)
+            self._await_ready(started + READY_TIMEOUT_S)
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - started
+        _log.info("Kafka broker ready at %s in %.1f s", self.bootstrap_servers, self.startup_seconds)
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM the broker's process group, SIGKILL it after 30 s; remove the temp dir. Idempotent."""
+        process, self._process = self._process, None
+        with _live_lock:
+            _live.discard(self)
+        if process is not None:
+            self._terminate(process)
+        if self._given_work_dir is None and self._work_dir is not None:
+            shutil.rmtree(self._work_dir, ignore_errors=True)
+            if self._given_log_file is None:
+                self._log_file = None
+            self._work_dir = None
+        self._port = self._controller_port = None
+
+    def __enter__(self) -> KafkaBroker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = f"running at {LOOPBACK}:{self._port}" if self.is_running() else "stopped"
+        return f"<KafkaBroker {state}>"
+
+    # -- steps of start() ------------------------------------------------------------------------------------
+
+    def _prepare_dirs(self) -> None:
+        if self._given_work_dir is not None:
+            self._given_work_dir.mkdir(parents=True, exist_ok=True)
+            self._work_dir = self._given_work_dir
+        else:
+            self._work_dir = Path(tempfile.mkdtemp(prefix="sluice-kafka-"))
+        self._log_file = self._given_log_file or self._work_dir / "broker.log"
+        self._log_file.parent.mkdir(parents=True, exist_ok=True)
+
+    def _format_storage(self, jvm: Sequence[str], config: Path) -> None:
+        assert self._work_dir is not None
+        if (self._work_dir / "data" / "meta.properties").exists():
+            return  # a kept work_dir from an earlier run: reuse its cluster
+        command = [*jvm, "kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(config)]
+        try:
+            result = subprocess.run(
+                command,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=FORMAT_TIMEOUT_S,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise BrokerError(f"formatting Kafka storage took over {FORMAT_TIMEOUT_S:.0f} s") from exc
+        if result.returncode != 0:
+            raise BrokerError(
+                f"formatting Kafka storage in {self._work_dir / 'data'} failed (exit {result.returncode}):\n"
+                f"{(result.stdout + result.stderr).strip()}"
+            )
+
+    def _launch(self, jvm: Sequence[str], config: Path) -> None:
+        assert self._log_file is not None
+        command = [jvm[0], f"-Xmx{self._heap}", *jvm[1:], "kafka.Kafka", str(config)]
+        with self._log_file.open("ab") as log:
+            self._process = subprocess.Popen(
+                command,
+                cwd=self._work_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: stop() signals java and anything it spawned
+            )
+        with _live_lock:
+            _live.add(self)
+
+    def _await_ready(self, deadline: float) -> None:
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient(
+            {"bootstrap.servers": self.bootstrap_servers, "logger": logging.getLogger(f"{__name__}.admin")}
+        )
+        last_problem = "no answer yet"
+        while True:
+            self._fail_if_exited()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BrokerError(
+                    f"Kafka broker at {self.bootstrap_servers} not ready within {READY_TIMEOUT_S:.0f} s "
+                    f"({last_problem}); log {self._log_file}:\n{_tail(self._log_file)}"
+                )
+            if not self._accepts_connections():
+                last_problem = "port not listening"
+                time.sleep(0.2)
+                continue
+            try:
+                metadata = admin.list_topics(timeout=min(5.0, max(remaining, 0.1)))
+            except Exception as exc:  # KafkaException: not answering yet
+                last_problem = f"metadata request failed: {exc}"
+                time.sleep(0.2)
+                continue
+            if NODE_ID in metadata.brokers:
+                return
+            last_problem = "answers, but the broker is not registered yet"
+            time.sleep(0.2)
+
+    def _accepts_connections(self) -> bool:
+        assert self._port is not None
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.settimeout(1.0)
+            return probe.connect_ex((LOOPBACK, self._port)) == 0
+
+    def _fail_if_exited(self) -> None:
+        assert self._process is not None and self._log_file is not None
+        code = self._process.poll()
+        if code is not None:
+            raise BrokerError(
+                f"Kafka broker exited during startup with code {code}; last {LOG_TAIL_LINES} lines of "
+                f"{self._log_file}:\n{_tail(self._log_file)}"
+            )
+
+    @staticmethod
+    def _terminate(process: subprocess.Popen[bytes]) -> None:
+        for sig, wait_s in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, 10.0)):
+            try:
+                os.killpg(process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                process.wait(timeout=wait_s)
+                break
+            except subprocess.TimeoutExpired:
+                _log.warning(
+                    "Kafka broker (pid %d) did not exit within %.0f s of %s", process.pid, wait_s, sig.name
+                )
+        else:
+            raise BrokerError(f"Kafka broker (pid {process.pid}) survived SIGKILL")
+        # Reap anything else left in the group (normally nothing: java spawns no children).
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: start a broker, print its bootstrap servers, run until Ctrl-C or SIGTERM."""
+    parser = argparse.ArgumentParser(
+        prog="python -m sluice_local.kafka_broker", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--port", type=int, help="client port on 127.0.0.1 (default: a free one)")
+    parser.add_argument(
+        "--work-dir", type=Path, help="keep config, data and broker.log here (default: temp dir)"
+    )
+    parser.add_argument("--heap", default="512m", help="JVM maximum heap (default: %(default)s)")
+    args = parser.parse_args(argv)
+
+    def _interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    broker = KafkaBroker(port=args.port, work_dir=args.work_dir, heap=args.heap)
+    try:
+        broker.start()
+        print(broker.bootstrap_servers, flush=True)
+        print(
+            f"Kafka {broker!r} started in {broker.startup_seconds:.1f} s; log: {broker.log_file}. "
+            "Ctrl-C to stop.",
+            file=sys.stderr,
+            flush=True,
+        )
+        while broker.is_running():
+            time.sleep(0.5)
+        print(f"error: the broker exited; log {broker.log_file}:\n{_tail(broker.log_file)}", file=sys.stderr)
+        return 1
+    except (BrokerError, ArtifactError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        broker.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""Kafka topic helpers for the local runtime and tests: create topics, read end offsets, read every record.
+
+They use confluent_kafka's AdminClient and Consumer against any bootstrap address (e.g. a
+:class:`sluice_local.kafka_broker.KafkaBroker`).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
+
+
+class TopicError(RuntimeError):
+    """A topic could not be created, found or read in time; the message names the topic and the cause."""
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic to create: name, partition count, replication factor and topic-level config."""
+
+    name: str
+    partitions: int = 1
+    replication: int = 1
+    config: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("a topic name must not be empty")
+        if self.partitions < 1:
+            raise ValueError(f"topic {self.name!r}: partitions must be >= 1, got {self.partitions}")
+        if self.replication < 1:
+            raise ValueError(f"topic {self.name!r}: replication must be >= 1, got {self.replication}")
+
+
+def _specs(
+    topics: Sequence[TopicSpec] | Sequence[str],
+    partitions: int,
+    replication: int,
+    config: Mapping[str, str] | None,
+) -> list[TopicSpec]:
+    specs: dict[str, TopicSpec] = {}
+    for topic in topics:
+        spec = (
+            topic
+            if isinstance(topic, TopicSpec)
+            else TopicSpec(topic, partitions, replication, dict(config or {}))
+        )
+        specs.setdefault(spec.name, spec)  # a name listed twice is created once
+    return list(specs.values())
+
+
+def _admin(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def _consumer(bootstrap: str) -> Consumer:
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            # Partitions are assigned by hand and nothing is committed, so the group is never joined.
+            "group.id": f"sluice-local-reader-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+        }
+    )
+
+
+def _ready(metadata: ClusterMetadata, name: str) -> bool:
+    topic = metadata.topics.get(name)
+    if topic is None or topic.error is not None or not topic.partitions:
+        return False
+    return all(p.leader >= 0 for p in topic.partitions.values())
+
+
+def create_topics(
+    bootstrap: str,
+    topics: Sequence[TopicSpec] | Sequence[str],
+    *,
+    partitions: int = 1,
+    replication: int = 1,
+    config: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+) -> None:
+    """Create ``topics`` (names or TopicSpecs) and wait until each has a leader for every partition.
+
+    Idempotent: a topic that already exists is left as it is. ``partitions``, ``replication`` and ``config``
+    apply to topics given by name. Raises TopicError on any other failure or after ``timeout`` seconds.
+    """
+    specs = _specs(topics, partitions, replication, config)
+    if not specs:
+        return
+    deadline = time.monotonic() + timeout
+    admin = _admin(bootstrap)
+    futures = admin.create_topics(
+        [
+            NewTopic(
+                s.name, num_partitions=s.partitions, replication_factor=s.replication, config=dict(s.config)
+            )
+            for s in specs
+        ],
+        operation_timeout=timeout,
+        request_timeout=timeout,
+    )
+    for name, future in futures.items():
+        try:
+            future.result(timeout=max(deadline - time.monotonic(), 0.1))
+        except KafkaException as exc:
+            error = exc.args[0]
+            if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            raise TopicError(f"creating topic {name!r} on {bootstrap} failed: {error}") from exc
+        except TimeoutError as exc:
+            raise TopicError(
+                f"creating topic {name!r} on {bootstrap} did not finish within {timeout} s"
+            ) from exc
+
+    pending = [s.name for s in specs]
+    while True:
+        try:
+            metadata = admin.list_topics(timeout=max(min(5.0, deadline - time.monotonic()), 0.1))
+            pending = [name for name in pending if not _ready(metadata, name)]
+        except KafkaException:
+            pass  # retried until the deadline
+        if not pending:
+            return
+        if time.monotonic() >= deadline:
+            raise TopicError(
+                f"topics {pending} on {bootstrap} were created but have no leader after {timeout} s"
+            )
+        time.sleep(0.1)
+
+
+def _partitions(consumer: Consumer, bootstrap: str, topic: str, timeout: float) -> list[int]:
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout)
+    except KafkaException as exc:
+        raise TopicError(f"cannot read metadata of topic {topic!r} from {bootstrap}: {exc}") from exc
+    described = metadata.topics.get(topic)
+    if described is None or described.error is not None or not described.partitions:
+        cause = described.error if described is not None and described.error is not None else "not found"
+        raise TopicError(f"topic {topic!r} does not exist on {bootstrap} ({cause}); create it first")
+    return sorted(described.partitions)
+
+
+def _watermarks(consumer: Consumer, bootstrap: str, topic: str, timeout: float) -> dict[int, tuple[int, int]]:
+    marks = {}
+    for partition in _partitions(consumer, bootstrap, topic, timeout):
+        try:
+            marks[partition] = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=timeout
+            )
+        except KafkaException as exc:
+            raise TopicError(
+                f"cannot read offsets of {topic!r} partition {partition} on {bootstrap}: {exc}"
+            ) from exc
+    return marks
+
+
+def end_offsets(bootstrap: str, topic: str, *, timeout: float = 10.0) -> dict[int, int]:
+    """High watermark (offset after the last record) of each partition of ``topic``."""
+    consumer = _consumer(bootstrap)
+    try:
+        return {p: high for p, (_low, high) in _watermarks(consumer, bootstrap, topic, timeout).items()}
+    finally:
+        consumer.close()
+
+
+def read_all(bootstrap: str, topic: str, *, timeout: float = 30.0) -> list[Message]:
+    """Every record of ``topic`` from the beginning to the end offsets seen at the call, by partition, offset.
+
+    Records produced after the call started are ignored. Raises TopicError if the end is not reached within
+    ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    consumer = _consumer(bootstrap)
+    try:
+        marks = _watermarks(consumer, bootstrap, topic, timeout)
+        ends = {p: high for p, (low, high) in marks.items() if high > low}
+        if not ends:
+            return []
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        records: list[Message] = []
+        remaining = dict(ends)
+        while remaining:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                positions = {
+                    tp.partition: tp.offset
+                    for tp in consumer.position([TopicPartition(topic, p) for p in remaining])
+                }
+                progress = ", ".join(
+                    f"partition {p} at {positions.get(p)} of {end}" for p, end in remaining.items()
+                )
+                raise TopicError(
+                    f"reading {topic!r} from {bootstrap} did not reach its end within {timeout} s: {progress}"
+                )
+            message = consumer.poll(min(0.5, left))
+            if message is not None:
+                if message.error() is not None:
+                    raise TopicError(f"reading {topic!r} from {bootstrap} failed: {message.error()}")
+                if message.offset() < ends.get(message.partition(), -1):
+                    records.append(message)
+            # Positions, not delivered offsets, tell the end: transaction markers are never delivered.
+            for tp in consumer.position([TopicPartition(topic, p) for p in remaining]):
+                if tp.offset >= remaining[tp.partition]:
+                    del remaining[tp.partition]
+        records.sort(key=lambda m: (m.partition(), m.offset()))
+        return records
+    finally:
+        consumer.close()

@@ -1,0 +1,333 @@
+"""What the generator sends: the lab's sensor events, late events and malformed messages, reproducibly.
+
+Pure: no Kafka, no clock. :class:`EventFactory` turns a sequence number (and the current time, when no
+``start_time`` is set) into a :class:`Message` — key, value bytes and ground-truth headers — drawing every
+random choice from one ``random.Random(seed)`` in a fixed order, so a seed fixes the whole message sequence.
+
+The lab's distribution: with probability ``anomaly_probability`` a value uniform in [200, 500] with status
+Danger/Error (0.6/0.4), otherwise uniform in [10, 100] with status Normal/Warning/Danger/Error
+(0.7/0.15/0.1/0.05); values are rounded to 2 decimals. The payload is exactly
+``{"timestamp", "value", "device_id", "status"}``, keyed by ``device_id``.
+
+Usage::
+
+    factory = EventFactory(GeneratorConfig(seed=7, start_time=parse_timestamp("2024-01-01T00:00:00Z")))
+    message = factory.message(0, datetime.now(UTC))
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from spark_jobs.options import DEFAULT_TOPICS, OptionsError, validate_topic
+
+__all__ = [
+    "ANOMALY_RANGE",
+    "ANOMALY_STATUS_WEIGHTS",
+    "EVENT",
+    "EXPECTED_ERROR_CODE",
+    "FIELDS",
+    "HEADER_ANOMALY",
+    "HEADER_LATE",
+    "HEADER_MALFORMED",
+    "HEADER_SEQ",
+    "MALFORMED",
+    "MALFORMED_KINDS",
+    "NORMAL_RANGE",
+    "NORMAL_STATUS_WEIGHTS",
+    "EventFactory",
+    "GeneratorConfig",
+    "Message",
+    "device_id",
+    "format_timestamp",
+    "parse_timestamp",
+]
+
+#: The lab's four payload fields, in the order they are written.
+FIELDS = ("timestamp", "value", "device_id", "status")
+
+NORMAL_RANGE = (10.0, 100.0)
+NORMAL_STATUS_WEIGHTS = {"Normal": 0.7, "Warning": 0.15, "Danger": 0.1, "Error": 0.05}
+ANOMALY_RANGE = (200.0, 500.0)
+ANOMALY_STATUS_WEIGHTS = {"Danger": 0.6, "Error": 0.4}
+
+# Message kinds.
+EVENT = "event"
+MALFORMED = "malformed"
+
+# Malformed kinds: each is one way a record fails the Spark parser (spark_jobs.events).
+INVALID_JSON = "invalid_json"
+NOT_AN_OBJECT = "not_an_object"
+MISSING_FIELD = "missing_field"
+INVALID_TYPE = "invalid_type"
+INVALID_TIMESTAMP = "invalid_timestamp"
+INVALID_UTF8 = "invalid_utf8"
+EMPTY = "empty"
+MALFORMED_KINDS = (
+    INVALID_JSON,
+    NOT_AN_OBJECT,
+    MISSING_FIELD,
+    INVALID_TYPE,
+    INVALID_TIMESTAMP,
+    INVALID_UTF8,
+    EMPTY,
+)
+
+#: The error code the Spark parser gives each malformed kind (plain strings: importing spark_jobs.events
+#: would pull in pyspark).
+EXPECTED_ERROR_CODE = {
+    INVALID_JSON: "INVALID_JSON",
+    NOT_AN_OBJECT: "NOT_AN_OBJECT",
+    MISSING_FIELD: "MISSING_FIELD",
+    INVALID_TYPE: "INVALID_TYPE",
+    INVALID_TIMESTAMP: "INVALID_TIMESTAMP",
+    INVALID_UTF8: "INVALID_UTF8",
+    EMPTY: "EMPTY_MESSAGE",
+}
+
+# Ground-truth headers; the payload stays the lab's.
+HEADER_SEQ = "sluice.seq"
+HEADER_ANOMALY = "sluice.anomaly"
+HEADER_LATE = "sluice.late"
+HEADER_MALFORMED = "sluice.malformed"
+
+_BAD_TIMESTAMPS = ("not-a-time", "2024-13-45T00:00:00Z")
+
+
+def format_timestamp(moment: datetime) -> str:
+    """ISO-8601 in UTC with millisecond precision and a 'Z' suffix, e.g. ``2024-01-01T12:00:00.000Z``.
+
+    Sub-millisecond digits are dropped (truncated, as ``isoformat(timespec="milliseconds")`` does); a naive
+    datetime is taken as UTC.
+    """
+    utc = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
+
+
+def parse_timestamp(text: str, *, flag: str = "--start-time") -> datetime:
+    """Parse an ISO-8601 date-time (``2024-01-01T00:00:00Z``, ``...+02:00``; no offset = UTC) into UTC."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise OptionsError(
+            f"{flag}: {text!r} is not an ISO-8601 date-time; write e.g. 2024-01-01T00:00:00Z "
+            "or 2024-01-01T02:00:00+02:00"
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def device_id(number: int, devices: int) -> str:
+    """The id of device ``number`` (1-based) among ``devices``: ``device_001``; wider when devices > 999."""
+    width = max(3, len(str(devices)))
+    return f"device_{number:0{width}d}"
+
+
+def _truncate_to_ms(moment: datetime) -> datetime:
+    return moment.replace(microsecond=moment.microsecond - moment.microsecond % 1000)
+
+
+def _check_fraction(flag: str, value: float) -> None:
+    if not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
+        raise OptionsError(f"{flag}: {value} is not between 0 and 1")
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Every setting of the generator (one per CLI flag); invalid values raise naming the flag.
+
+    ``duration`` (seconds) and ``count`` (messages) bound the run; with neither it runs until stopped, with
+    both it stops at whichever comes first. ``interval_ms`` is the spacing of event timestamps when
+    ``start_time`` is set; None means ``1000 / rate`` (or 10 ms when ``rate`` is 0).
+    """
+
+    bootstrap_servers: str = "localhost:9092"
+    topic: str = DEFAULT_TOPICS.source
+    devices: int = 10
+    rate: float = 100.0
+    duration: float | None = None
+    count: int | None = None
+    anomaly_probability: float = 0.1
+    seed: int | None = None
+    start_time: datetime | None = None
+    interval_ms: float | None = None
+    late_fraction: float = 0.0
+    late_max_seconds: float = 60.0
+    malformed_fraction: float = 0.0
+    summary_file: str | None = None
+    message_timeout_ms: int = 30_000
+
+    def __post_init__(self) -> None:
+        if not self.bootstrap_servers.strip():
+            raise OptionsError("--bootstrap-servers: must not be empty (host:port[,host:port...])")
+        validate_topic("--topic", self.topic)
+        if self.devices < 1:
+            raise OptionsError(f"--devices: {self.devices} must be at least 1")
+        if not (math.isfinite(self.rate) and self.rate >= 0):
+            raise OptionsError(
+                f"--rate: {self.rate} must be a finite number of events per second, at least 0 "
+                "(0 = as fast as possible)"
+            )
+        if self.duration is not None and not (math.isfinite(self.duration) and self.duration >= 0):
+            raise OptionsError(f"--duration: {self.duration} must be a finite number of seconds, at least 0")
+        if self.count is not None and self.count < 0:
+            raise OptionsError(f"--count: {self.count} must be at least 0")
+        _check_fraction("--anomaly-probability", self.anomaly_probability)
+        _check_fraction("--late-fraction", self.late_fraction)
+        _check_fraction("--malformed-fraction", self.malformed_fraction)
+        if self.interval_ms is not None and not (math.isfinite(self.interval_ms) and self.interval_ms > 0):
+            raise OptionsError(f"--interval-ms: {self.interval_ms} must be a finite number greater than 0")
+        if not (math.isfinite(self.late_max_seconds) and self.late_max_seconds >= 0.001):
+            raise OptionsError(
+                f"--late-max-seconds: {self.late_max_seconds} must be a finite number of seconds, "
+                "at least 0.001 (one millisecond)"
+            )
+        if self.message_timeout_ms < 100:
+            # librdkafka wants it above linger.ms (20 ms here); below 100 ms little could be delivered.
+            raise OptionsError(f"--message-timeout-ms: {self.message_timeout_ms} must be at least 100")
+        if self.start_time is not None and self.start_time.tzinfo is None:
+            object.__setattr__(self, "start_time", self.start_time.replace(tzinfo=UTC))
+
+    @property
+    def slot_interval_ms(self) -> float:
+        """Milliseconds between the timestamps of consecutive messages when ``start_time`` is set."""
+        if self.interval_ms is not None:
+            return self.interval_ms
+        return 1000.0 / self.rate if self.rate > 0 else 10.0
+
+    @property
+    def late_max_ms(self) -> int:
+        """The largest delay of a late event, in whole milliseconds (at least 1)."""
+        return max(1, round(self.late_max_seconds * 1000))
+
+
+@dataclass(frozen=True)
+class Message:
+    """One Kafka record to produce, with what the generator knows about it (the ground truth).
+
+    ``kind`` is :data:`EVENT` or :data:`MALFORMED`; ``is_anomaly`` and ``is_late`` are only ever true for
+    events; ``event_time`` is the timestamp written in an event's payload (None for malformed messages).
+    """
+
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    seq: int
+    kind: str
+    device_id: str
+    is_anomaly: bool = False
+    is_late: bool = False
+    malformed_kind: str | None = None
+    event_time: datetime | None = None
+
+
+class EventFactory:
+    """Samples the message with a given sequence number; one instance per run, driven with seq = 0, 1, 2...
+
+    Determinism: with a seed, calling :meth:`message` for the same seqs in the same order (and, without a
+    ``start_time``, the same ``now``) gives identical messages.
+    """
+
+    def __init__(self, config: GeneratorConfig) -> None:
+        self.config = config
+        self._random = random.Random(config.seed)
+        self._normal_statuses = tuple(NORMAL_STATUS_WEIGHTS)
+        self._normal_weights = tuple(NORMAL_STATUS_WEIGHTS.values())
+        self._anomaly_statuses = tuple(ANOMALY_STATUS_WEIGHTS)
+        self._anomaly_weights = tuple(ANOMALY_STATUS_WEIGHTS.values())
+
+    def slot_time(self, seq: int, now: datetime) -> datetime:
+        """On-time timestamp of message ``seq``: ``start_time + seq * interval``, else ``now``; to the ms."""
+        start = self.config.start_time
+        if start is None:
+            moment = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
+        else:
+            moment = start + timedelta(microseconds=round(seq * self.config.slot_interval_ms * 1000))
+        return _truncate_to_ms(moment)
+
+    def message(self, seq: int, now: datetime) -> Message:
+        """The message numbered ``seq``; ``now`` (UTC) is its timestamp when no start time is set."""
+        cfg, rng = self.config, self._random
+        # The draw order below is part of the reproducibility contract: changing it changes what seeds mean.
+        device = device_id(rng.randrange(cfg.devices) + 1, cfg.devices)
+        malformed = rng.random() < cfg.malformed_fraction
+        anomaly = rng.random() < cfg.anomaly_probability
+        if anomaly:
+            value = round(rng.uniform(*ANOMALY_RANGE), 2)
+            status = rng.choices(self._anomaly_statuses, weights=self._anomaly_weights)[0]
+        else:
+            value = round(rng.uniform(*NORMAL_RANGE), 2)
+            status = rng.choices(self._normal_statuses, weights=self._normal_weights)[0]
+        late = rng.random() < cfg.late_fraction
+        event_time = self.slot_time(seq, now)
+        if late:
+            event_time -= timedelta(milliseconds=rng.randint(1, cfg.late_max_ms))
+        event = {
+            "timestamp": format_timestamp(event_time),
+            "value": value,
+            "device_id": device,
+            "status": status,
+        }
+
+        seq_header = (HEADER_SEQ, str(seq).encode())
+        if malformed:
+            kind = rng.choice(MALFORMED_KINDS)
+            return Message(
+                key=device.encode(),
+                value=self._malformed_value(kind, event),
+                headers=[seq_header, (HEADER_MALFORMED, kind.encode())],
+                seq=seq,
+                kind=MALFORMED,
+                device_id=device,
+                malformed_kind=kind,
+            )
+        headers = [seq_header]
+        if anomaly:
+            headers.append((HEADER_ANOMALY, b"true"))
+        if late:
+            headers.append((HEADER_LATE, b"true"))
+        return Message(
+            key=device.encode(),
+            value=_dumps(event),
+            headers=headers,
+            seq=seq,
+            kind=EVENT,
+            device_id=device,
+            is_anomaly=anomaly,
+            is_late=late,
+            event_time=event_time,
+        )
+
+    def _malformed_value(self, kind: str, event: dict) -> bytes:
+        rng = self._random
+        if kind == EMPTY:
+            return b""
+        if kind == INVALID_UTF8:
+            return b"\xff\xfe" + _dumps(event)
+        if kind == INVALID_JSON:
+            # Any proper prefix of a JSON object's text is not JSON: the closing brace is missing.
+            text = _dumps(event)
+            return text[: rng.randint(1, len(text) - 1)]
+        body: object
+        if kind == NOT_AN_OBJECT:
+            body = [event[name] for name in FIELDS]
+        elif kind == MISSING_FIELD:
+            dropped = rng.choice(FIELDS)
+            body = {name: v for name, v in event.items() if name != dropped}
+        elif kind == INVALID_TYPE:
+            if rng.random() < 0.5:
+                body = {**event, "value": str(event["value"])}
+            else:
+                body = {**event, "device_id": int(event["device_id"].removeprefix("device_"))}
+        elif kind == INVALID_TIMESTAMP:
+            body = {**event, "timestamp": rng.choice(_BAD_TIMESTAMPS)}
+        else:
+            raise ValueError(f"unknown malformed kind {kind!r}; expected one of {', '.join(MALFORMED_KINDS)}")
+        return _dumps(body)
+
+
+def _dumps(obj: object) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
