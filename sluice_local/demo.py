@@ -378,10 +378,23 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.duration <= 0 or args.rate < 1 or args.devices < 1:
-        print("demo: --duration must be > 0, --rate >= 1 and --devices >= 1", file=sys.stderr)
-        return 2
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    checks = [
+        ("--duration", args.duration, args.duration > 0, "a number of seconds greater than 0"),
+        ("--rate", args.rate, args.rate >= 1, "a whole number of events per second, at least 1"),
+        ("--devices", args.devices, args.devices >= 1, "a whole number, at least 1"),
+        (
+            "--malformed-fraction",
+            args.malformed_fraction,
+            0 <= args.malformed_fraction <= 1,
+            "between 0 and 1",
+        ),
+        ("--late-fraction", args.late_fraction, 0 <= args.late_fraction <= 1, "between 0 and 1"),
+    ]
+    for flag, value, ok, accepted in checks:
+        if not ok:
+            parser.error(f"{flag}: {value:g} is not accepted; use {accepted}")
     try:
         return run_demo(args)
     except (ArtifactError, BrokerError, DemoError) as exc:

@@ -39,3 +39,22 @@ def test_key_and_value_encoding(spark):
         "stddev_value": None,  # null fields are kept, so every record has the same fields
         "record_count": 3,
     }
+
+
+def test_console_table_is_one_block_with_rounded_floats_and_utc_times():
+    from spark_jobs.sinks import format_table
+
+    rows = [
+        ("d1", 12.3456, datetime(2024, 1, 1, 12, 0, 0)),
+        ("device_10", None, datetime(2024, 1, 1, 12, 0, 0, 500)),
+    ]
+    text = format_table(
+        "basic / w: batch 3, 5 rows", ["device_id", "avg_value", "window_start"], rows, total=5
+    )
+    assert text.splitlines() == [
+        "== basic / w: batch 3, 5 rows",
+        "device_id  avg_value  window_start               ",
+        "d1         12.35      2024-01-01T12:00:00Z       ",
+        "device_10             2024-01-01T12:00:00.000500Z",
+        "... 3 more",
+    ]
