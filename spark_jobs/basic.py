@@ -78,7 +78,8 @@ def device_windows(events: DataFrame, *, window: Duration, slide: Duration, wate
     """Average and count of each device's values in sliding event-time windows.
 
     ``window_start, window_end, device_id, avg_value, record_count``; windows are aligned to the epoch
-    (``[k*slide, k*slide + window)``), and events older than the watermark are dropped.
+    (``[k*slide, k*slide + window)``). A window is final once the watermark reaches its end; an event arriving
+    later does not count in it (it still counts in the windows it belongs to that are open).
     """
     return flatten_window(
         events.withWatermark("event_time", watermark.spark())

@@ -98,34 +98,48 @@ def _reject_constant(name: str) -> None:
 
 def parse_record(value: bytes | None) -> Parsed:
     """Parse a Kafka record value the way the specification says: an event or an error code."""
+    body, error_code = _json_object(value)
+    return Parsed(error_code=error_code) if body is None else _event(body)
+
+
+def _json_object(value: bytes | None) -> tuple[dict | None, str | None]:
+    """The JSON object in ``value``, or the error code of why there is none."""
     if not value:
-        return Parsed(error_code="EMPTY_MESSAGE")
+        return None, "EMPTY_MESSAGE"
     try:
         text = value.decode("utf-8")
     except UnicodeDecodeError:
-        return Parsed(error_code="INVALID_UTF8")
+        return None, "INVALID_UTF8"
     try:
         body = json.loads(text, parse_constant=_reject_constant)  # NaN / Infinity are not JSON
     except ValueError:
-        return Parsed(error_code="INVALID_JSON")
-    if not isinstance(body, dict):
-        return Parsed(error_code="NOT_AN_OBJECT")
+        return None, "INVALID_JSON"
+    return (body, None) if isinstance(body, dict) else (None, "NOT_AN_OBJECT")
+
+
+def _finite(number: int | float) -> float | None:
+    try:
+        number = float(number)
+    except OverflowError:  # an integer too large for a double
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _event(body: dict) -> Parsed:
+    """The event of a JSON object with the four fields, or why the object is not one."""
     if any(body.get(name) is None for name in FIELDS):
         return Parsed(error_code="MISSING_FIELD")
     moment, number, device, status = (body[name] for name in FIELDS)
     number_ok = isinstance(number, int | float) and not isinstance(number, bool)
     if not (isinstance(moment, str) and number_ok and isinstance(device, str) and isinstance(status, str)):
         return Parsed(error_code="INVALID_TYPE")
-    try:
-        number = float(number)
-    except OverflowError:  # an integer too large for a double
-        return Parsed(error_code="INVALID_VALUE")
-    if not math.isfinite(number) or not device or not status:
+    value = _finite(number)
+    if value is None or not device or not status:
         return Parsed(error_code="INVALID_VALUE")
     time_us = timestamp_us(moment)
     if time_us is None:
         return Parsed(error_code="INVALID_TIMESTAMP")
-    return Parsed(event=Event(time_us, device, number, status))
+    return Parsed(event=Event(time_us, device, value, status))
 
 
 def format_time(time_us: int) -> str:

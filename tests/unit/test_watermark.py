@@ -1,5 +1,5 @@
-"""Event-time semantics on a real stream: append mode emits each window once, after the watermark, and events
-older than the watermark are dropped. A file source stands in for Kafka here; the transform is the job's own."""
+"""Event-time semantics on a real stream: append mode emits each window once, after the watermark, and an event
+arriving after its window closed does not count in it. A file source stands in for Kafka here; the transform is the job's own."""
 
 from __future__ import annotations
 
