@@ -33,11 +33,10 @@ from spark_jobs.options import (
     add_common_arguments,
     check_window,
     common_options,
-    parse_with,
     validate_topic,
 )
 from spark_jobs.records import flatten_window
-from spark_jobs.runner import run
+from spark_jobs.runner import run_job
 from spark_jobs.sinks import (
     start_console_output,
     start_dead_letter_output,
@@ -153,8 +152,8 @@ def options_from(ns: argparse.Namespace) -> BasicOptions:
 
 
 def main(argv: list[str] | None = None) -> int:
-    opts: BasicOptions = parse_with(build_parser(), options_from, argv)
-    return run(f"sluice-{JOB}", opts.common, lambda spark: start(spark, opts))
+    """Run the job with ``argv`` (default: the command line); the process exit code."""
+    return run_job(JOB, build_parser(), options_from, start, argv)
 
 
 if __name__ == "__main__":

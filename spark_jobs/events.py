@@ -53,6 +53,17 @@ DLQ_HEADERS = (
     "source_timestamp",
 )
 
+#: The columns :func:`parse_events` keeps from the source record, so a dead letter loses nothing.
+SOURCE_COLUMNS = (
+    "key",
+    "raw_value",
+    "source_topic",
+    "source_partition",
+    "source_offset",
+    "source_timestamp",
+    "headers",
+)
+
 #: ISO-8601 date-times Spark's cast understands: date, 'T' or space, hh:mm[:ss[.fraction]], optional offset.
 ISO_TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)?$"
 
@@ -206,13 +217,7 @@ def parse_events(raw: DataFrame) -> DataFrame:
         F.when(valid, F.col("_value")).alias("value"),
         F.when(valid, F.col("_status")).alias("status"),
         error.alias("_error"),
-        "key",
-        "raw_value",
-        "source_topic",
-        "source_partition",
-        "source_offset",
-        "source_timestamp",
-        "headers",
+        *SOURCE_COLUMNS,
     )
     return out.select(
         "event_time",
@@ -221,13 +226,7 @@ def parse_events(raw: DataFrame) -> DataFrame:
         "status",
         F.col("_error")[0].alias("error_code"),
         F.col("_error")[1].alias("error_message"),
-        "key",
-        "raw_value",
-        "source_topic",
-        "source_partition",
-        "source_offset",
-        "source_timestamp",
-        "headers",
+        *SOURCE_COLUMNS,
     )
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
-from spark_jobs.options import CommonOptions
+from spark_jobs.options import CommonOptions, parse_with
 from spark_jobs.session import build_session
 
 _POLL_SECONDS = 0.5
@@ -91,3 +91,9 @@ def run(app_name: str, opts: CommonOptions, start: Callable[[SparkSession], list
         return 1
     print(f"{app_name}: stopped", flush=True)
     return 0
+
+
+def run_job(job: str, parser, options_from: Callable, start: Callable, argv: list[str] | None) -> int:
+    """A job's ``main``: parse ``argv`` into its options (bad flags exit 2), then :func:`run` its queries."""
+    opts = parse_with(parser, options_from, argv)
+    return run(f"sluice-{job}", opts.common, lambda spark: start(spark, opts))
