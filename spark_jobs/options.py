@@ -166,6 +166,7 @@ class CommonOptions:
     shuffle_partitions: int = 4
     master: str | None = None
     jars: tuple[str, ...] = ()
+    spark_conf: tuple[tuple[str, str], ...] = ()
     log_level: str = "WARN"
     query_prefix: str = ""
 
@@ -244,8 +245,22 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--jars", default="", help="comma-separated jars (the Kafka connector) when run with python -m"
     )
+    g.add_argument(
+        "--spark-conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Spark setting for the session (repeatable), e.g. spark.executor.memory=2g",
+    )
     g.add_argument("--log-level", default=d.log_level, help=f"Spark log level: {', '.join(LOG_LEVELS)}")
     g.add_argument("--query-prefix", default=d.query_prefix, help="prefix of streaming query names")
+
+
+def _key_value(flag: str, item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip().startswith("spark."):
+        raise OptionsError(f"{flag}: {item!r} is not KEY=VALUE with a Spark key such as spark.executor.memory=2g")
+    return key.strip(), value
 
 
 def common_options(ns: argparse.Namespace) -> CommonOptions:
@@ -264,6 +279,7 @@ def common_options(ns: argparse.Namespace) -> CommonOptions:
         shuffle_partitions=ns.shuffle_partitions,
         master=ns.master,
         jars=tuple(j for j in ns.jars.split(",") if j.strip()),
+        spark_conf=tuple(_key_value("--spark-conf", item) for item in ns.spark_conf),
         log_level=ns.log_level.upper(),
         query_prefix=ns.query_prefix,
     )

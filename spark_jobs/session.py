@@ -22,6 +22,8 @@ def build_session(app_name: str, opts: CommonOptions) -> SparkSession:
         builder = builder.master(opts.master)
     if opts.jars:
         builder = builder.config("spark.jars", ",".join(opts.jars))
+    for key, value in opts.spark_conf:
+        builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(opts.log_level)
     return spark

@@ -103,6 +103,7 @@ def test_lab_defaults():
         (anomaly, ["--trigger", "sometimes"], "--trigger: 'sometimes' is not a trigger"),
         (anomaly, ["--log-level", "LOUD"], "--log-level: 'LOUD' is not one of ERROR, WARN, INFO, DEBUG"),
         (anomaly, ["--shuffle-partitions", "0"], "--shuffle-partitions: 0 must be at least 1"),
+        (anomaly, ["--spark-conf", "memory"], "--spark-conf: 'memory' is not KEY=VALUE with a Spark key"),
     ],
 )
 def test_bad_flags_exit_2_with_a_message(module, argv, message, capsys):
@@ -110,3 +111,12 @@ def test_bad_flags_exit_2_with_a_message(module, argv, message, capsys):
         module.main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_spark_conf_pairs():
+    opts = basic.options_from(
+        basic.build_parser().parse_args(
+            ["--spark-conf", "spark.driver.memory=2g", "--spark-conf", "spark.x=a=b"]
+        )
+    )
+    assert opts.common.spark_conf == (("spark.driver.memory", "2g"), ("spark.x", "a=b"))

@@ -1,0 +1,183 @@
+"""The pure builders of the pipeline's children: PVC, pods, labels, and the flags each pod runs with.
+
+The flags are checked by handing them to the jobs' and the generator's own command-line parsers: what the operator
+builds must be accepted by the programs and mean what the spec says."""
+
+from __future__ import annotations
+
+import pytest
+from sluice_operator import manifests as m
+from sluice_operator.spec import parse_spec
+
+from spark_jobs import anomaly, basic, windowed
+from spark_jobs.generator.__main__ import build_parser as generator_parser
+from spark_jobs.generator.__main__ import config_from
+from spark_jobs.options import Duration, Trigger
+
+pytestmark = pytest.mark.unit
+
+SPEC = parse_spec(
+    {
+        "kafka": {"bootstrapServers": "kafka.data:9092", "topics": {"alerts": {"name": "alerts-v2"}}},
+        "jobs": {
+            "basic": {"window": "20s", "slide": "10s", "fileFormat": "json", "trigger": "2s"},
+            "anomaly": {"threshold": 2.5, "outputMode": "update"},
+        },
+        "generator": {"rate": 250, "devices": 4, "seed": 9, "malformedFraction": 0.01},
+        "spark": {"driver": {"cores": 3, "memory": "2g"}, "conf": {"spark.sql.adaptive.enabled": "false"}},
+    }
+)
+
+
+def plan(component: str, spec=SPEC, generation: int = 0) -> m.PodPlan:
+    return m.pod_plan(
+        pipeline="demo", namespace="team-a", spec=spec, component=component, generation=generation
+    )
+
+
+def test_pvc():
+    pvc = m.checkpoint_pvc(
+        pipeline="demo",
+        namespace="team-a",
+        spec=parse_spec({"checkpoints": {"size": "5Gi", "storageClassName": "fast"}}),
+    )
+    assert pvc["metadata"]["name"] == "demo-checkpoints" and pvc["metadata"]["namespace"] == "team-a"
+    assert pvc["spec"] == {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": "5Gi"}},
+        "storageClassName": "fast",
+    }
+    assert pvc["metadata"]["labels"]["app.kubernetes.io/component"] == "checkpoints"
+    assert (
+        "storageClassName" not in m.checkpoint_pvc(pipeline="p", namespace="n", spec=parse_spec({}))["spec"]
+    )
+    assert (
+        m.checkpoint_pvc(
+            pipeline="p", namespace="n", spec=parse_spec({"checkpoints": {"existingClaim": "shared"}})
+        )
+        is None
+    )
+
+
+def test_labels_of_every_component():
+    for component in m.COMPONENTS:
+        labels = plan(component).manifest["metadata"]["labels"]
+        assert labels == {
+            "app.kubernetes.io/name": "sluice",
+            "app.kubernetes.io/instance": "demo",
+            "app.kubernetes.io/component": component,
+            "app.kubernetes.io/part-of": "sluice",
+            "app.kubernetes.io/managed-by": "sluice-operator",
+            "streaming.sluice.dev/pipeline": "demo",
+        }
+
+
+@pytest.mark.parametrize("component", m.COMPONENTS)
+def test_pods_meet_restricted_pod_security(component):
+    pod = plan(component).manifest["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    sc = container["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}
+    assert pod["restartPolicy"] == "Never" and pod["automountServiceAccountToken"] is False
+    assert all("hostPath" not in v for v in pod["volumes"])
+
+
+def test_basic_job_flags_parse_to_the_spec_values():
+    p = plan("basic")
+    container = p.manifest["spec"]["containers"][0]
+    assert container["command"] == ["python3", "-m", "spark_jobs.basic"]
+    opts = basic.options_from(basic.build_parser().parse_args(container["args"]))
+    assert (opts.window, opts.slide, opts.file_format) == (Duration(20_000), Duration(10_000), "json")
+    assert opts.common.bootstrap_servers == "kafka.data:9092" and opts.common.trigger == Trigger(
+        interval=Duration(2000)
+    )
+    assert opts.common.checkpoint_root == "/var/lib/sluice/checkpoints/basic/g0" == p.checkpoint_path
+    assert opts.output_dir == "/var/lib/sluice/output" and opts.common.master == "local[3]"
+    assert ("spark.driver.memory", "2g") in opts.common.spark_conf
+    assert ("spark.sql.adaptive.enabled", "false") in opts.common.spark_conf
+    # the PVC is mounted where the flags point
+    (state,) = [v for v in container["volumeMounts"] if v["name"] == "state"]
+    assert state["mountPath"] == "/var/lib/sluice"
+    (volume,) = [v for v in p.manifest["spec"]["volumes"] if v["name"] == "state"]
+    assert volume["persistentVolumeClaim"]["claimName"] == "demo-checkpoints"
+    # 2g heap + 384Mi overhead
+    assert (
+        container["resources"]["limits"]["memory"] == "2432Mi"
+        and container["resources"]["requests"]["cpu"] == "3"
+    )
+
+
+def test_windowed_and_anomaly_flags_parse_to_the_spec_values():
+    w = windowed.options_from(
+        windowed.build_parser().parse_args(plan("windowed").manifest["spec"]["containers"][0]["args"])
+    )
+    assert (w.tumbling_window, w.sliding_window, w.status_window) == (
+        Duration(10_000),
+        Duration(30_000),
+        Duration(3_600_000),
+    )
+    a = anomaly.options_from(
+        anomaly.build_parser().parse_args(
+            plan("anomaly", generation=2).manifest["spec"]["containers"][0]["args"]
+        )
+    )
+    assert (a.threshold, a.alerts_topic, a.common.output_mode) == (2.5, "alerts-v2", "update")
+    assert a.common.checkpoint_root == "/var/lib/sluice/checkpoints/anomaly/g2"
+
+
+def test_generator_flags_parse_to_the_spec_values():
+    args = plan("generator").manifest["spec"]["containers"][0]["args"]
+    config = config_from(generator_parser().parse_args(args))
+    assert (config.rate, config.devices, config.seed, config.malformed_fraction) == (250.0, 4, 9, 0.01)
+    assert config.topic == "stream_data_topic" and config.duration is None and config.count is None
+    assert all(v["name"] != "state" for v in plan("generator").manifest["spec"]["volumes"])
+
+
+def test_config_hash_changes_only_with_the_pod():
+    base = plan("anomaly")
+    assert plan("anomaly").config_hash == base.config_hash
+    changed = parse_spec({"jobs": {"anomaly": {"threshold": 3.0}}})
+    assert plan("anomaly", spec=changed).config_hash != plan("anomaly", spec=parse_spec({})).config_hash
+    # a change to another job leaves this pod alone
+    other = parse_spec({"jobs": {"basic": {"window": "1m"}}})
+    assert plan("anomaly", spec=other).config_hash == plan("anomaly", spec=parse_spec({})).config_hash
+
+
+def test_state_fingerprint_follows_windows_and_source_only():
+    base = parse_spec({})
+    fp = m.state_fingerprint(spec=base, job="anomaly")
+    assert m.state_fingerprint(spec=parse_spec({"jobs": {"anomaly": {"threshold": 4}}}), job="anomaly") == fp
+    assert (
+        m.state_fingerprint(spec=parse_spec({"jobs": {"anomaly": {"watermark": "1m"}}}), job="anomaly") == fp
+    )
+    assert m.state_fingerprint(spec=parse_spec({"jobs": {"anomaly": {"window": "1m"}}}), job="anomaly") != fp
+    assert (
+        m.state_fingerprint(spec=parse_spec({"kafka": {"topics": {"source": {"name": "s2"}}}}), job="anomaly")
+        != fp
+    )
+    w = m.state_fingerprint(spec=base, job="windowed")
+    assert (
+        m.state_fingerprint(spec=parse_spec({"jobs": {"windowed": {"statusWindow": "30m"}}}), job="windowed")
+        != w
+    )
+
+
+def test_existing_claim_is_shared_through_a_sub_path():
+    spec = parse_spec({"checkpoints": {"existingClaim": "spark-shared"}, "spark": {"mode": "standalone"}})
+    pod = plan("windowed", spec=spec).manifest["spec"]
+    (state,) = [v for v in pod["containers"][0]["volumeMounts"] if v["name"] == "state"]
+    assert state["subPath"] == "team-a/demo"
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "state"]
+    assert volume["persistentVolumeClaim"]["claimName"] == "spark-shared"
+    opts = windowed.options_from(windowed.build_parser().parse_args(pod["containers"][0]["args"]))
+    assert opts.common.master == "spark://sluice-spark-master:7077"
+    assert ("spark.driver.host", "$(SPARK_DRIVER_HOST)") in opts.common.spark_conf
+
+
+def test_enabled_components():
+    spec = parse_spec({"generator": {"enabled": False}, "jobs": {"windowed": {"enabled": False}}})
+    assert m.enabled_components(spec) == ["basic", "anomaly"]
+    with pytest.raises(ValueError, match="unknown component 'x'"):
+        m.pod_plan(pipeline="p", namespace="n", spec=spec, component="x")
