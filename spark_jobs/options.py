@@ -259,7 +259,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 def _key_value(flag: str, item: str) -> tuple[str, str]:
     key, sep, value = item.partition("=")
     if not sep or not key.strip().startswith("spark."):
-        raise OptionsError(f"{flag}: {item!r} is not KEY=VALUE with a Spark key such as spark.executor.memory=2g")
+        raise OptionsError(
+            f"{flag}: {item!r} is not KEY=VALUE with a Spark key such as spark.executor.memory=2g"
+        )
     return key.strip(), value
 
 
