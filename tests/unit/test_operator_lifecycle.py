@@ -1,0 +1,135 @@
+"""Restart policy, backoff, spec changes and suspend for one component, step by step on a fixed clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sluice_operator.lifecycle import (
+    CREATE,
+    DELETE,
+    KEEP,
+    WAIT,
+    ComponentRecord,
+    ObservedPod,
+    backoff_seconds,
+    decide,
+    next_generation,
+)
+from sluice_operator.spec import RestartPolicy
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+POLICY = RestartPolicy(type="OnFailure", backoff_seconds=10, max_backoff_seconds=30, max_attempts=3)
+
+
+def step(pod, record, *, now, policy=POLICY, wanted=True, suspended=False, desired="h1"):
+    return decide(
+        component="basic",
+        wanted=wanted,
+        suspended=suspended,
+        desired_hash=desired,
+        pod=pod,
+        record=record,
+        policy=policy,
+        now=now,
+    )
+
+
+def test_backoff_doubles_and_is_capped():
+    assert [backoff_seconds(POLICY, n) for n in range(4)] == [10, 20, 30, 30]
+
+
+def test_failed_pod_is_restarted_after_backoff_until_the_limit():
+    record = ComponentRecord()
+    d = step(None, record, now=T0)
+    assert d.action == CREATE and d.record.config_hash == "h1"
+    record, failed = d.record, ObservedPod("Failed", "h1")
+
+    expected_delays = [10, 20, 30]  # 10 * 2^n capped at 30
+    now = T0
+    for attempt, delay in enumerate(expected_delays, start=1):
+        d = step(failed, record, now=now)
+        assert (d.action, d.reason, d.requeue_after) == (WAIT, "BackOff", float(delay))
+        assert d.record.next_restart == now + timedelta(seconds=delay)
+        record = d.record
+        # still waiting one second before the deadline
+        assert step(failed, record, now=now + timedelta(seconds=delay - 1)).action == WAIT
+        now = now + timedelta(seconds=delay)
+        d = step(failed, record, now=now)
+        assert (d.action, d.record.restarts) == (DELETE, attempt)
+        record = d.record
+        d = step(None, record, now=now)
+        assert d.action == CREATE and d.record.next_restart is None
+        record = d.record
+
+    d = step(failed, record, now=now)
+    assert (d.action, d.phase, d.reason) == (KEEP, "GaveUp", "RestartLimitReached")
+    assert "after 3 restarts" in d.message and "maxAttempts is 3" in d.message
+    assert d.record.gave_up
+    assert step(failed, d.record, now=now + timedelta(hours=1)).action == KEEP
+
+
+def test_never_and_on_failure_leave_ended_pods_always_restarts_completed_ones():
+    never = RestartPolicy(type="Never")
+    d = step(ObservedPod("Failed", "h1"), ComponentRecord(), now=T0, policy=never)
+    assert (d.action, d.phase) == (KEEP, "Failed")
+    d = step(ObservedPod("Succeeded", "h1"), ComponentRecord(), now=T0)
+    assert (d.action, d.phase) == (KEEP, "Succeeded")
+    always = RestartPolicy(type="Always", backoff_seconds=5)
+    d = step(ObservedPod("Succeeded", "h1"), ComponentRecord(), now=T0, policy=always)
+    assert (d.action, d.requeue_after) == (WAIT, 5.0)
+
+
+def test_unlimited_attempts():
+    unlimited = RestartPolicy(max_attempts=0, backoff_seconds=1, max_backoff_seconds=1)
+    record = ComponentRecord(restarts=500, next_restart=T0)
+    d = step(ObservedPod("Failed", "h1"), record, now=T0, policy=unlimited)
+    assert (d.action, d.record.restarts) == (DELETE, 501)
+
+
+def test_running_pod_is_kept_and_a_spec_change_replaces_it_and_resets_the_count():
+    record = ComponentRecord(restarts=2, gave_up=False, config_hash="h1")
+    assert step(ObservedPod("Running", "h1"), record, now=T0).action == KEEP
+    d = step(ObservedPod("Running", "h1"), record, now=T0, desired="h2")
+    assert (d.action, d.reason, d.record.restarts, d.record.config_hash) == (DELETE, "SpecChanged", 0, "h2")
+    # a pod that gave up is also replaced when its spec changes
+    d = step(ObservedPod("Failed", "h1"), ComponentRecord(gave_up=True), now=T0, desired="h2")
+    assert d.action == DELETE and not d.record.gave_up
+
+
+def test_suspend_and_disable_remove_the_pod():
+    d = step(ObservedPod("Running", "h1"), ComponentRecord(), now=T0, suspended=True)
+    assert (d.action, d.phase) == (DELETE, "Suspended")
+    assert step(None, ComponentRecord(), now=T0, suspended=True).action == KEEP
+    d = step(ObservedPod("Running", "h1"), ComponentRecord(), now=T0, wanted=False)
+    assert (d.action, d.phase) == (DELETE, "Disabled")
+
+
+def test_terminating_pod_is_waited_for():
+    d = step(ObservedPod("Running", "h1", terminating=True), ComponentRecord(), now=T0, desired="h2")
+    assert (d.action, d.requeue_after) == (WAIT, 2.0)
+
+
+def test_checkpoint_generation_moves_only_when_the_fingerprint_changes():
+    record, reset = next_generation(ComponentRecord(), "fp1")
+    assert (record.generation, record.fingerprint, reset) == (0, "fp1", False)
+    assert next_generation(record, "fp1") == (record, False)
+    moved, reset = next_generation(record, "fp2")
+    assert (moved.generation, moved.fingerprint, reset) == (1, "fp2", True)
+
+
+def test_record_from_status():
+    r = ComponentRecord.from_status(
+        {
+            "restarts": 2,
+            "nextRestart": "2024-01-01T00:00:10+00:00",
+            "checkpointGeneration": 3,
+            "stateFingerprint": "x",
+        }
+    )
+    assert r == ComponentRecord(
+        restarts=2, next_restart=T0 + timedelta(seconds=10), generation=3, fingerprint="x"
+    )
+    assert ComponentRecord.from_status(None) == ComponentRecord()
