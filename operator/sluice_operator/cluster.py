@@ -1,0 +1,81 @@
+"""The few Kubernetes API calls the operator makes (pods and PVCs of one pipeline), over the official client."""
+
+from __future__ import annotations
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from sluice_operator.manifests import LABEL_PIPELINE
+
+_loaded = False
+
+
+def core() -> client.CoreV1Api:
+    """A CoreV1Api; the configuration is loaded once (in-cluster, else the kubeconfig)."""
+    global _loaded  # noqa: PLW0603 — one configuration per process
+    if not _loaded:
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        _loaded = True
+    return client.CoreV1Api()
+
+
+def pipeline_pods(namespace: str, pipeline: str) -> dict[str, dict]:
+    """The pipeline's pods by component label."""
+    pods = core().list_namespaced_pod(namespace, label_selector=f"{LABEL_PIPELINE}={pipeline}")
+    out = {}
+    for pod in pods.items:
+        component = (pod.metadata.labels or {}).get("app.kubernetes.io/component")
+        if component:
+            out[component] = client.ApiClient().sanitize_for_serialization(pod)
+    return out
+
+
+def create_pod(manifest: dict) -> None:
+    """Create a pod; one that already exists is left alone (the next pass looks at it)."""
+    try:
+        core().create_namespaced_pod(manifest["metadata"]["namespace"], manifest)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+
+
+def delete_pod(namespace: str, name: str) -> None:
+    """Delete a pod (gone already is fine)."""
+    try:
+        core().delete_namespaced_pod(name, namespace)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+def read_pvc(namespace: str, name: str) -> dict | None:
+    """A PVC as a dict, or None if absent."""
+    try:
+        pvc = core().read_namespaced_persistent_volume_claim(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return client.ApiClient().sanitize_for_serialization(pvc)
+
+
+def create_pvc(manifest: dict) -> None:
+    """Create a PVC; one that already exists is kept as it is (a volume's data outlives spec changes)."""
+    try:
+        core().create_namespaced_persistent_volume_claim(manifest["metadata"]["namespace"], manifest)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+
+
+def set_pvc_owners(namespace: str, name: str, owners: list[dict]) -> None:
+    """Replace a PVC's ownerReferences (an empty list orphans it, so garbage collection keeps it)."""
+    patch = [{"op": "replace", "path": "/metadata/ownerReferences", "value": owners}]
+    try:
+        core().patch_namespaced_persistent_volume_claim(name, namespace, patch)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
