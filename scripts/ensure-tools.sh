@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the machine has what Sluice's local runtime and tests need, installing from Debian's packages when
 # something is missing: Java >= 17 (Kafka 4 and Spark 4), Maven (resolves the pinned jars from Maven Central),
-# Python 3.11, and shellcheck (lint). Idempotent: on a ready machine it only checks.
+# Python 3.11, shellcheck (lint) and openssl (the test control plane's keys). Go, for the test control plane,
+# is checked by scripts/build-kube.sh. Idempotent: on a ready machine it only checks.
 set -euo pipefail
 
 missing=()
@@ -17,6 +18,8 @@ java_major() {
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v python3.11 >/dev/null 2>&1 || missing+=(python3.11 python3.11-venv)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -2,7 +2,9 @@
 
 * ``demo``   — run the whole pipeline locally for a while and summarize (see :mod:`sluice_local.demo`);
 * ``broker`` — start a single-node Kafka broker and wait for Ctrl-C (see :mod:`sluice_local.kafka_broker`);
-* ``fetch``  — resolve the pinned jars into the cache (see :mod:`sluice_local.artifacts`).
+* ``fetch``  — resolve the pinned jars into the cache (see :mod:`sluice_local.artifacts`);
+* ``control-plane`` — a real kube-apiserver + etcd + kube-controller-manager on loopback until Ctrl-C
+  (see :mod:`sluice_local.control_plane`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    commands = {"demo", "broker", "fetch"}
+    commands = {"demo", "broker", "fetch", "control-plane"}
     if not args or args[0] not in commands:
         print(__doc__.strip(), file=sys.stderr)
         print(f"\nusage: python -m sluice_local {{{','.join(sorted(commands))}}} [options]", file=sys.stderr)
@@ -22,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
         from sluice_local.demo import main as run
     elif command == "broker":
         from sluice_local.kafka_broker import main as run
+    elif command == "control-plane":
+        from sluice_local.control_plane import main as run
     else:
         from sluice_local.artifacts import main as run
 

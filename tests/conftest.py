@@ -1,4 +1,5 @@
-"""Fixtures shared by every tier: one local SparkSession per test session, in UTC, with the Kafka connector."""
+"""Fixtures shared by every tier: one local SparkSession per test session (UTC, with the Kafka connector), and one
+real single-node Kafka broker per session, started on first use."""
 
 from __future__ import annotations
 
@@ -33,3 +34,13 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory):
+    """A started single-node KRaft broker, shared by the session; its log is kept in pytest's temp dir."""
+    log_file = tmp_path_factory.mktemp("kafka-broker") / "broker.log"
+    from sluice_local.kafka_broker import KafkaBroker
+
+    with KafkaBroker(log_file=log_file) as broker:
+        yield broker

@@ -183,6 +183,17 @@ def status_schema() -> dict:
                 "description": "When a failed pod will be recreated.",
             },
             "checkpointPath": {"type": "string", "description": "Checkpoint root of the job on the volume."},
+            "checkpointGeneration": {
+                "type": "integer",
+                "format": "int64",
+                "description": "Which checkpoint generation the job uses; it moves on when the state can't be reused.",
+            },
+            "stateFingerprint": {
+                "type": "string",
+                "description": "Hash of the settings the job's state depends on.",
+            },
+            "configHash": {"type": "string", "description": "Hash of the pod the operator last created."},
+            "gaveUp": {"type": "boolean", "description": "The restart limit was reached."},
             "message": {"type": "string", "description": "Why the component is in this state."},
         },
     }

@@ -331,19 +331,32 @@ def reconcile(
 def _run(*, body, name, namespace, spec, status, patch, meta) -> None:
     with _lock(namespace, name), metrics.reconciling():
         reconcile(
-            body, name, namespace, dict(spec or {}), dict(status or {}), patch, meta.get("generation", 0)
+            body=body,
+            name=name,
+            namespace=namespace,
+            spec_data=dict(spec or {}),
+            status=dict(status or {}),
+            patch=patch,
+            generation=meta.get("generation", 0),
         )
 
 
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL)
-@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL, backoff=SETTINGS.kafka_retry_delay)
+@kopf.on.update(GROUP, VERSION, PLURAL, backoff=SETTINGS.kafka_retry_delay)
+@kopf.on.resume(GROUP, VERSION, PLURAL, backoff=SETTINGS.kafka_retry_delay)
 def on_change(*, body, name, namespace, spec, status, patch, meta, **_) -> None:
     """A pipeline appeared, changed, or the operator restarted: reconcile now."""
     _run(body=body, name=name, namespace=namespace, spec=spec, status=status, patch=patch, meta=meta)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=SETTINGS.reconcile_interval, sharp=False)
+@kopf.timer(
+    GROUP,
+    VERSION,
+    PLURAL,
+    interval=SETTINGS.reconcile_interval,
+    sharp=False,
+    backoff=SETTINGS.kafka_retry_delay,
+)
 def on_timer(*, body, name, namespace, spec, status, patch, meta, **_) -> None:
     """Periodically: follow pod phases, restart failed pods when their backoff is over."""
     _run(body=body, name=name, namespace=namespace, spec=spec, status=status, patch=patch, meta=meta)

@@ -260,7 +260,11 @@ class GeneratorSpec:
     enabled: bool = spec_field(True, description="Run the generator.")
     devices: int = spec_field(10, description="Number of simulated devices.", minimum=1, maximum=100000)
     rate: float = spec_field(
-        100.0, description="Events per second, all devices together.", minimum=0.001, maximum=1000000
+        100.0,
+        description="Events per second, all devices together.",
+        minimum=0,
+        exclusive_minimum=True,
+        maximum=1000000,
     )
     anomaly_probability: float = spec_field(
         0.1,

@@ -1,23 +1,15 @@
-"""Integration fixtures: one real Kafka broker per test session, and uniquely named topics on it."""
+"""Integration fixtures: uniquely named topics on the session's Kafka broker (see tests/conftest.py)."""
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 
 import pytest
 
 from sluice_local.kafka_broker import KafkaBroker
 from sluice_local.topics import TopicSpec, create_topics
-
-
-@pytest.fixture(scope="session")
-def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
-    """A started single-node KRaft broker, shared by the session; its log is kept in pytest's temp dir."""
-    log_file = tmp_path_factory.mktemp("kafka-broker") / "broker.log"
-    with KafkaBroker(log_file=log_file) as broker:
-        yield broker
 
 
 @pytest.fixture

@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# Build the control plane Sluice's k8s tests run against: kube-apiserver, kube-controller-manager and kubectl
+# from the Go module in tools/kube, and etcd + etcdctl from tools/etcd. No registry ships these binaries here,
+# so they are compiled (with CGO off, version-stamped) from the Go module proxy's sources, pinned by the
+# modules' go.mod/go.sum. They go into a per-machine cache:
+#
+#   ${SLUICE_CACHE_DIR:-~/.cache/sluice}/kube/<kubernetes version>/bin/{kube-apiserver,kube-controller-manager,kubectl}
+#   ${SLUICE_CACHE_DIR:-~/.cache/sluice}/etcd/<etcd version>/bin/{etcd,etcdctl}
+#
+# Idempotent: binaries that exist and report the pinned version are kept (a re-run takes under a second).
+# Concurrent runs take turns on a lock; each build writes into a temp dir that is renamed into place only when
+# complete. A cold build takes several minutes and a few GB of Go build cache.
+#
+# Usage: scripts/build-kube.sh [--rebuild]
+# Prints one NAME=PATH line per binary on stdout; progress goes to stderr.
+set -euo pipefail
+
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+kube_module=$repo_root/tools/kube
+etcd_module=$repo_root/tools/etcd
+cache_root=${SLUICE_CACHE_DIR:-$HOME/.cache/sluice}
+rebuild=false
+
+case "${1:-}" in
+  "") ;;
+  --rebuild) rebuild=true ;;
+  -h | --help)
+    sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    exit 0
+    ;;
+  *)
+    echo "error: unknown argument '$1'; usage: $0 [--rebuild]" >&2
+    exit 2
+    ;;
+esac
+
+say() { echo "build-kube: $*" >&2; }
+die() {
+  echo "build-kube: error: $*" >&2
+  exit 1
+}
+
+# The version a go.mod requires of a module, whether in a one-line `require` or a require block.
+module_version() {
+  awk -v module="$2" '{ sub(/^require[ \t]+/, "") } $1 == module { print $2; exit }' "$1"
+}
+
+kube_version=$(module_version "$kube_module/go.mod" k8s.io/kubernetes)
+etcd_version=$(module_version "$etcd_module/go.mod" go.etcd.io/etcd/server/v3)
+[ -n "$kube_version" ] || die "no k8s.io/kubernetes requirement in $kube_module/go.mod"
+[ -n "$etcd_version" ] || die "no go.etcd.io/etcd/server/v3 requirement in $etcd_module/go.mod"
+kube_dir=$cache_root/kube/$kube_version
+etcd_dir=$cache_root/etcd/$etcd_version
+kube_binaries=(kube-apiserver kube-controller-manager kubectl)
+etcd_binaries=(etcd etcdctl)
+
+# Whether COMMAND... runs and prints LINE as one of its lines. The output is read whole before matching: with
+# `cmd | grep -q` under pipefail, grep's early exit can kill cmd with SIGPIPE and fail the check at random.
+prints_line() {
+  local line=$1 output
+  shift
+  output=$(timeout 30 "$@" 2>/dev/null) || return 1
+  grep -qxF -- "$line" <<<"$output"
+}
+
+# Whether DIR/bin holds the Kubernetes binaries and each reports version VERSION.
+kube_ok() {
+  local bin=$1/bin version=$2
+  prints_line "Kubernetes $version" "$bin/kube-apiserver" --version &&
+    prints_line "Kubernetes $version" "$bin/kube-controller-manager" --version &&
+    prints_line "Client Version: $version" "$bin/kubectl" version --client=true
+}
+
+# Whether DIR/bin holds etcd and etcdctl of version VERSION (given with its leading "v").
+etcd_ok() {
+  local bin=$1/bin version=${2#v}
+  prints_line "etcd Version: $version" "$bin/etcd" --version &&
+    prints_line "etcdctl version: $version" "$bin/etcdctl" version
+}
+
+print_paths() {
+  local name
+  for name in "${kube_binaries[@]}"; do echo "$name=$kube_dir/bin/$name"; done
+  for name in "${etcd_binaries[@]}"; do echo "$name=$etcd_dir/bin/$name"; done
+}
+
+if ! $rebuild && kube_ok "$kube_dir" "$kube_version" && etcd_ok "$etcd_dir" "$etcd_version"; then
+  print_paths
+  exit 0
+fi
+
+# --- a build is needed: check Go -------------------------------------------------------------------------------
+go_needed=$(awk '$1 == "go" { print $2; exit }' "$kube_module/go.mod")
+if ! command -v go >/dev/null 2>&1; then
+  die "the Go toolchain is needed to build Kubernetes $kube_version and etcd $etcd_version, and 'go' is not on PATH.
+  Install Go >= $go_needed (the version k8s.io/kubernetes $kube_version's go.mod declares) from https://go.dev/dl/
+  and put its bin/ on PATH. Debian 12's 'golang' package is Go 1.19: too old."
+fi
+go_have=$(go env GOVERSION)
+go_have=${go_have#go}
+if [ "$(printf '%s\n%s\n' "$go_needed" "$go_have" | sort -V | head -n 1)" != "$go_needed" ]; then
+  die "Go $go_have is too old: k8s.io/kubernetes $kube_version's go.mod requires Go >= $go_needed.
+  Install a newer Go from https://go.dev/dl/ (Debian 12's 'golang' package is Go 1.19), or with Go >= 1.21 run
+  this script with GOTOOLCHAIN=go$go_needed to have go fetch that toolchain from the module proxy."
+fi
+
+# --- one build at a time per cache -----------------------------------------------------------------------------
+mkdir -p "$cache_root/kube" "$cache_root/etcd"
+exec 9>"$cache_root/.build-kube.lock"
+if ! flock -n 9; then
+  say "another build holds $cache_root/.build-kube.lock; waiting for it"
+  flock 9
+fi
+
+# Holding the lock, no build is in progress: temp dirs left by a killed build are stale.
+rm -rf "$cache_root"/kube/.build-* "$cache_root"/etcd/.build-*
+tmp_dirs=()
+cleanup() { [ ${#tmp_dirs[@]} -eq 0 ] || rm -rf "${tmp_dirs[@]}"; }
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# go_build MODULE_DIR OUT_DIR LDFLAGS PACKAGE...: a static, path-independent build with the module's own
+# go.mod/go.sum as they are (-mod=readonly), whatever the caller's GOFLAGS or go.work say.
+go_build() {
+  local module=$1 out=$2 ldflags=$3
+  shift 3
+  (cd "$module" && CGO_ENABLED=0 GOWORK=off GOFLAGS='' go build -mod=readonly -trimpath -buildvcs=false \
+    -ldflags "$ldflags" -o "$out/" "$@")
+}
+
+# A build lands in a temp dir next to its final place and is renamed there once it reports the right version.
+install_dir() {
+  local tmp=$1 final=$2
+  rm -rf "$final"
+  mv "$tmp" "$final"
+}
+
+if $rebuild || ! kube_ok "$kube_dir" "$kube_version"; then
+  started=$SECONDS
+  say "building kube-apiserver, kube-controller-manager and kubectl $kube_version with $(go version | cut -d' ' -f3)"
+  say "(several minutes on a cold Go build cache)"
+  tmp=$(mktemp -d "$cache_root/kube/.build-XXXXXX")
+  chmod 755 "$tmp"
+  tmp_dirs+=("$tmp")
+  # Kubernetes' own build (hack/lib/version.sh) stamps these; without them every binary reports v0.0.0.
+  # buildDate is the release's module time, so the same sources give the same binaries.
+  build_date=$(cd "$kube_module" && GOWORK=off GOFLAGS='' go list -mod=readonly -m \
+    -f '{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' k8s.io/kubernetes)
+  minor=${kube_version#v*.}
+  minor=${minor%%.*}
+  major=${kube_version#v}
+  major=${major%%.*}
+  ldflags="-s -w"
+  for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $package.gitVersion=$kube_version -X $package.gitMajor=$major -X $package.gitMinor=$minor"
+    ldflags+=" -X $package.gitTreeState=clean -X $package.buildDate=$build_date"
+  done
+  go_build "$kube_module" "$tmp/bin" "$ldflags" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
+  kube_ok "$tmp" "$kube_version" ||
+    die "the fresh build in $tmp/bin does not report version $kube_version (kube-apiserver --version: \
+$("$tmp/bin/kube-apiserver" --version 2>&1 | head -n 1))"
+  install_dir "$tmp" "$kube_dir"
+  say "built Kubernetes $kube_version in $((SECONDS - started)) s"
+fi
+
+if $rebuild || ! etcd_ok "$etcd_dir" "$etcd_version"; then
+  started=$SECONDS
+  say "building etcd and etcdctl $etcd_version"
+  tmp=$(mktemp -d "$cache_root/etcd/.build-XXXXXX")
+  chmod 755 "$tmp"
+  tmp_dirs+=("$tmp")
+  # etcd's version is a constant in its sources; nothing to stamp.
+  go_build "$etcd_module" "$tmp/bin" "-s -w" go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3
+  # go names a binary whose package path ends in a major version (/v3) after the element before it.
+  mv "$tmp/bin/server" "$tmp/bin/etcd"
+  etcd_ok "$tmp" "$etcd_version" ||
+    die "the fresh build in $tmp/bin does not report etcd $etcd_version (etcd --version: \
+$("$tmp/bin/etcd" --version 2>&1 | head -n 1))"
+  install_dir "$tmp" "$etcd_dir"
+  say "built etcd $etcd_version in $((SECONDS - started)) s"
+fi
+
+print_paths

@@ -1,0 +1,480 @@
+"""The operator, run as a real process with its least-privilege ServiceAccount's identity, against a real
+kube-apiserver (RBAC, PodSecurity restricted), a real kube-controller-manager (garbage collection) and a real
+Kafka broker.
+
+No kubelet runs here, so pods never start by themselves: the tests set pod phases (and the checkpoint volume's
+binding) through the status subresource, the way a kubelet and the volume binder would, and watch the operator
+react. What the pods would run is checked in the unit tier (flags parsed by the jobs' own parsers) and end to end
+in the cluster tier.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from sluice_operator import kafka_admin
+
+from sluice_local.control_plane import free_ports
+
+pytestmark = pytest.mark.k8s
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD = ROOT / "k8s" / "crd" / "streamingpipelines.streaming.sluice.dev.yaml"
+RBAC = ROOT / "k8s" / "operator" / "rbac.yaml"
+GROUP, VERSION, PLURAL = "streaming.sluice.dev", "v1alpha1", "streamingpipelines"
+COMPONENTS = ("generator", "basic", "windowed", "anomaly")
+
+
+def wait_for(check: Callable[[], object], *, timeout: float = 60, what: str = "condition") -> object:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except (AssertionError, KeyError, TypeError, StopIteration, OSError, ApiException) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(0.3)
+    pytest.fail(f"timed out after {timeout:g} s waiting for {what}; last: {last!r}")
+
+
+@pytest.fixture(scope="module")
+def operator(control_plane, tmp_path_factory):
+    """The operator process, authenticated as system:serviceaccount:sluice-system:sluice-operator."""
+    control_plane.kubectl("apply", "-f", str(CRD))
+    control_plane.kubectl(
+        "wait", "--for=condition=Established", "crd/streamingpipelines.streaming.sluice.dev"
+    )
+    control_plane.kubectl("create", "namespace", "sluice-system", check=False)
+    control_plane.kubectl("apply", "-f", str(RBAC))
+    work = tmp_path_factory.mktemp("operator")
+    token = control_plane.token_for_service_account("sluice-system", "sluice-operator")
+    kubeconfig = control_plane.kubeconfig_for_token(token, work / "kubeconfig")
+    liveness_port, metrics_port = free_ports(2)
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "SLUICE_RECONCILE_INTERVAL": "1",
+        "SLUICE_METRICS_PORT": str(metrics_port),
+        "SLUICE_KAFKA_TIMEOUT": "5",
+        "SLUICE_KAFKA_RETRY_DELAY": "2",
+        "SLUICE_DELETE_ATTEMPTS": "2",
+        "SLUICE_DELETE_RETRY_DELAY": "1",
+    }
+    log = (work / "operator.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sluice_operator", "--liveness", f"http://127.0.0.1:{liveness_port}/healthz"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+    def alive() -> bool:
+        assert process.poll() is None, (work / "operator.log").read_text()[-3000:]
+        with urllib.request.urlopen(f"http://127.0.0.1:{liveness_port}/healthz", timeout=2) as r:
+            return r.status == 200
+
+    try:
+        wait_for(alive, timeout=60, what="the operator's liveness endpoint")
+        yield {"process": process, "log": work / "operator.log", "metrics_port": metrics_port}
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture
+def api(k8s_api):
+    return {
+        "core": client.CoreV1Api(k8s_api),
+        "custom": client.CustomObjectsApi(k8s_api),
+    }
+
+
+def manifest(name: str, bootstrap: str, **spec) -> dict:
+    """A StreamingPipeline with unique topic names (so tests never share topics)."""
+    suffix = uuid.uuid4().hex[:6]
+    topics = {
+        role: {"name": f"{name}-{role}-{suffix}"}
+        for role in ("source", "processed", "windowed", "alerts", "deadLetter")
+    }
+    kafka = {"bootstrapServers": bootstrap, "topics": topics}
+    kafka.update(spec.pop("kafka", {}))
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "StreamingPipeline",
+        "metadata": {"name": name},
+        "spec": {"kafka": kafka, "restartPolicy": {"backoffSeconds": 1, "maxBackoffSeconds": 2}, **spec},
+    }
+
+
+def apply(control_plane, namespace: str, body: dict, tmp_path: Path) -> subprocess.CompletedProcess:
+    path = tmp_path / f"{body['metadata']['name']}-{uuid.uuid4().hex[:4]}.yaml"
+    path.write_text(yaml.safe_dump(body))
+    return control_plane.kubectl("apply", "-n", namespace, "-f", str(path), check=False)
+
+
+def get_cr(api, namespace: str, name: str) -> dict:
+    return api["custom"].get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+
+
+def pods(api, namespace: str, name: str) -> dict[str, client.V1Pod]:
+    found = api["core"].list_namespaced_pod(namespace, label_selector=f"streaming.sluice.dev/pipeline={name}")
+    return {
+        p.metadata.labels["app.kubernetes.io/component"]: p
+        for p in found.items
+        if not p.metadata.deletion_timestamp
+    }
+
+
+def set_phase(api, namespace: str, pod: str, phase: str) -> None:
+    """What a kubelet would report (there is none here)."""
+    api["core"].patch_namespaced_pod_status(pod, namespace, {"status": {"phase": phase}})
+
+
+def condition(cr: dict, kind: str) -> dict:
+    return next(c for c in cr.get("status", {}).get("conditions", []) if c["type"] == kind)
+
+
+def events(api, namespace: str, name: str) -> list[tuple[str, str]]:
+    found = api["core"].list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
+    return [(e.reason, e.message) for e in found.items]
+
+
+# --- the lifecycle of a pipeline ----------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(600)
+def test_pipeline_lifecycle(control_plane, operator, api, namespace, kafka_broker, tmp_path):
+    bootstrap = kafka_broker.bootstrap_servers
+    body = manifest(
+        "lab",
+        bootstrap,
+        kafka={"deletionPolicy": "Retain"},
+        jobs={"anomaly": {"threshold": 2.0}},
+        restartPolicy={"backoffSeconds": 1, "maxBackoffSeconds": 2, "maxAttempts": 2},
+    )
+    body["spec"]["kafka"]["topics"]["source"]["partitions"] = 2
+    body["spec"]["kafka"]["topics"]["deadLetter"]["config"] = {"retention.ms": "3600000"}
+    result = apply(control_plane, namespace, body, tmp_path)
+    assert result.returncode == 0, result.stderr
+    topics = body["spec"]["kafka"]["topics"]
+
+    # Children appear: one pod per component, owned by the pipeline, in a namespace enforcing "restricted".
+    found = wait_for(
+        lambda: len(pods(api, namespace, "lab")) == 4 and pods(api, namespace, "lab"), what="4 pods"
+    )
+    cr = get_cr(api, namespace, "lab")
+    for component, pod in found.items():
+        assert pod.metadata.name == f"lab-{component}"
+        (owner,) = pod.metadata.owner_references
+        assert (owner.kind, owner.name, owner.uid, owner.controller) == (
+            "StreamingPipeline",
+            "lab",
+            cr["metadata"]["uid"],
+            True,
+        )
+        assert pod.metadata.labels["app.kubernetes.io/managed-by"] == "sluice-operator"
+        assert pod.spec.security_context.run_as_non_root is True
+    args = found["anomaly"].spec.containers[0].args
+    assert args[args.index("--alerts-topic") + 1] == topics["alerts"]["name"]
+    assert args[args.index("--checkpoint-root") + 1] == "/var/lib/sluice/checkpoints/anomaly/g0"
+
+    # Topics exist in Kafka as specified (checked with Kafka's own metadata).
+    described = kafka_admin.describe_topics(bootstrap, [t["name"] for t in topics.values()])
+    assert described[topics["source"]["name"]].partitions == 2
+    assert described[topics["alerts"]["name"]].partitions == 1
+    assert described[topics["deadLetter"]["name"]].config.get("retention.ms") == "3600000"
+
+    # The checkpoint volume, owned by the pipeline.
+    pvc = api["core"].read_namespaced_persistent_volume_claim("lab-checkpoints", namespace)
+    assert pvc.spec.access_modes == ["ReadWriteOnce"] and pvc.spec.resources.requests["storage"] == "1Gi"
+    assert pvc.metadata.owner_references[0].name == "lab"
+
+    cr = wait_for(
+        lambda: (
+            get_cr(api, namespace, "lab").get("status", {}).get("jobsReady") == "0/4"
+            and get_cr(api, namespace, "lab")
+        ),
+        what="status",
+    )
+    assert condition(cr, "TopicsReady")["status"] == "True"
+    assert condition(cr, "CheckpointsReady")["status"] == "False"  # nothing binds volumes here yet
+    assert condition(cr, "Ready")["status"] == "False"
+    assert cr["status"]["observedGeneration"] == cr["metadata"]["generation"]
+
+    # A "kubelet" runs the pods and the "binder" binds the volume: the pipeline becomes Ready.
+    api["core"].patch_namespaced_persistent_volume_claim_status(
+        "lab-checkpoints", namespace, {"status": {"phase": "Bound"}}
+    )
+    for pod in found.values():
+        set_phase(api, namespace, pod.metadata.name, "Running")
+
+    def ready():
+        cr = get_cr(api, namespace, "lab")
+        return cr["status"].get("phase") == "Running" and condition(cr, "Ready")["status"] == "True" and cr
+
+    cr = wait_for(ready, what="phase Running and Ready")
+    assert cr["status"]["jobsReady"] == "4/4"
+    assert condition(cr, "JobsRunning")["reason"] == "Running"
+    listed = control_plane.kubectl("get", "spipe", "-n", namespace).stdout
+    assert "lab" in listed and "Running" in listed and "4/4" in listed
+
+    # A failed pod is recreated after its backoff; after maxAttempts (2) restarts the operator gives up.
+    for attempt in (1, 2):
+        old_uid = pods(api, namespace, "lab")["basic"].metadata.uid
+        set_phase(api, namespace, "lab-basic", "Failed")
+        new = wait_for(
+            lambda old=old_uid: (
+                (p := pods(api, namespace, "lab").get("basic")) is not None and p.metadata.uid != old and p
+            ),
+            what=f"restart {attempt} of basic",
+        )
+        assert get_cr(api, namespace, "lab")["status"]["components"]["basic"]["restarts"] == attempt
+        set_phase(api, namespace, new.metadata.name, "Running")
+    set_phase(api, namespace, "lab-basic", "Failed")
+
+    def gave_up():
+        cr = get_cr(api, namespace, "lab")
+        return condition(cr, "JobsRunning")["reason"] == "RestartLimitReached" and cr
+
+    cr = wait_for(gave_up, what="RestartLimitReached")
+    assert cr["status"]["components"]["basic"]["phase"] == "GaveUp"
+    assert cr["status"]["phase"] == "Degraded"
+    assert "maxAttempts is 2" in condition(cr, "JobsRunning")["message"]
+    reasons = [r for r, _ in events(api, namespace, "lab")]
+    assert {"PodCreated", "Restarting", "RestartLimitReached"} <= set(reasons)
+
+    # A spec change restarts only the pods it affects: the threshold is anomaly's alone.
+    before = {c: p.metadata.uid for c, p in pods(api, namespace, "lab").items()}
+    patch = {"spec": {"jobs": {"anomaly": {"threshold": 3.0}}}}
+    api["custom"].patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "lab", patch)
+    after = wait_for(
+        lambda: (
+            (p := pods(api, namespace, "lab")).get("anomaly") is not None
+            and p["anomaly"].metadata.uid != before["anomaly"]
+            and p
+        ),
+        what="anomaly replaced",
+    )
+    assert (
+        after["anomaly"]
+        .spec.containers[0]
+        .args[after["anomaly"].spec.containers[0].args.index("--threshold") + 1]
+        == "3.0"
+    )
+    assert {c: after[c].metadata.uid for c in ("generator", "windowed")} == {
+        c: before[c] for c in ("generator", "windowed")
+    }
+    # the threshold does not touch the state: same checkpoint
+    assert get_cr(api, namespace, "lab")["status"]["components"]["anomaly"]["checkpointPath"].endswith("/g0")
+
+    # A window change makes anomaly's state incompatible: fresh checkpoint generation, the old one kept.
+    api["custom"].patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "lab", {"spec": {"jobs": {"anomaly": {"window": "1m"}}}}
+    )
+    cr = wait_for(
+        lambda: (
+            (c := get_cr(api, namespace, "lab"))["status"]["components"]["anomaly"][
+                "checkpointPath"
+            ].endswith("/g1")
+            and c
+        ),
+        what="anomaly on checkpoint generation 1",
+    )
+    assert any(r == "CheckpointReset" and "g0" in m for r, m in events(api, namespace, "lab"))
+    new_anomaly = wait_for(
+        lambda: (p := pods(api, namespace, "lab").get("anomaly")) is not None and p, what="anomaly pod"
+    )
+    assert "/var/lib/sluice/checkpoints/anomaly/g1" in new_anomaly.spec.containers[0].args
+
+    # Suspend: pods go, topics and the volume stay; resume brings them back on the same checkpoints.
+    api["custom"].patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "lab", {"spec": {"suspend": True}}
+    )
+    wait_for(lambda: pods(api, namespace, "lab") == {}, what="pods removed on suspend")
+    cr = wait_for(
+        lambda: (c := get_cr(api, namespace, "lab"))["status"]["phase"] == "Suspended" and c, what="Suspended"
+    )
+    assert api["core"].read_namespaced_persistent_volume_claim("lab-checkpoints", namespace)
+    assert topics["source"]["name"] in kafka_admin.describe_topics(bootstrap, [topics["source"]["name"]])
+    api["custom"].patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "lab", {"spec": {"suspend": False}}
+    )
+    resumed = wait_for(
+        lambda: len(pods(api, namespace, "lab")) == 4 and pods(api, namespace, "lab"), what="pods back"
+    )
+    assert "/var/lib/sluice/checkpoints/anomaly/g1" in resumed["anomaly"].spec.containers[0].args
+
+    # A partition decrease is refused and reported, never applied.
+    api["custom"].patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        PLURAL,
+        "lab",
+        {"spec": {"kafka": {"topics": {"source": {"partitions": 1}}}}},
+    )
+    cr = wait_for(
+        lambda: (
+            (c := get_cr(api, namespace, "lab"))
+            and condition(c, "TopicsReady")["reason"] == "PartitionDecreaseRefused"
+            and c
+        ),
+        what="decrease refused",
+    )
+    assert "cannot decrease" in condition(cr, "TopicsReady")["message"]
+    assert (
+        kafka_admin.describe_topics(bootstrap, [topics["source"]["name"]])[
+            topics["source"]["name"]
+        ].partitions
+        == 2
+    )
+
+    # Delete: pods go by garbage collection; the volume and the topics are retained (policy Retain).
+    api["custom"].delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "lab")
+    wait_for(lambda: pods(api, namespace, "lab") == {}, timeout=90, what="pods garbage-collected")
+
+    def cr_gone():
+        try:
+            get_cr(api, namespace, "lab")
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    wait_for(cr_gone, what="the pipeline to be deleted (no stuck finalizer)")
+    time.sleep(2)  # give the garbage collector a chance to (wrongly) take the retained volume
+    retained = api["core"].read_namespaced_persistent_volume_claim("lab-checkpoints", namespace)
+    assert not retained.metadata.owner_references
+    assert len(kafka_admin.describe_topics(bootstrap, [t["name"] for t in topics.values()])) == 5
+
+
+@pytest.mark.timeout(300)
+def test_delete_policy_removes_topics_and_volume(
+    control_plane, operator, api, namespace, kafka_broker, tmp_path
+):
+    bootstrap = kafka_broker.bootstrap_servers
+    body = manifest(
+        "gone", bootstrap, kafka={"deletionPolicy": "Delete"}, checkpoints={"deletionPolicy": "Delete"}
+    )
+    assert apply(control_plane, namespace, body, tmp_path).returncode == 0
+    names = [t["name"] for t in body["spec"]["kafka"]["topics"].values()]
+    wait_for(lambda: len(pods(api, namespace, "gone")) == 4, what="pods")
+    assert len(kafka_admin.describe_topics(bootstrap, names)) == 5
+    api["custom"].delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "gone")
+    wait_for(lambda: kafka_admin.describe_topics(bootstrap, names) == {}, what="topics deleted")
+
+    def pvc_gone():
+        try:
+            api["core"].read_namespaced_persistent_volume_claim("gone-checkpoints", namespace)
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    wait_for(pvc_gone, timeout=90, what="volume garbage-collected")
+    assert any(r == "TopicsDeleted" for r, _ in events(api, namespace, "gone"))
+
+
+@pytest.mark.timeout(300)
+def test_deletion_is_not_stuck_when_kafka_is_gone(control_plane, operator, api, namespace, tmp_path):
+    # Kafka unreachable from the start: no children, a condition saying why; then delete still completes.
+    (port,) = free_ports(1)
+    body = manifest("nokafka", f"127.0.0.1:{port}", kafka={"deletionPolicy": "Delete"})
+    assert apply(control_plane, namespace, body, tmp_path).returncode == 0
+    cr = wait_for(
+        lambda: (
+            (c := get_cr(api, namespace, "nokafka"))
+            and condition(c, "TopicsReady")["reason"] == "KafkaUnavailable"
+            and c
+        ),
+        what="KafkaUnavailable",
+    )
+    assert f"127.0.0.1:{port}" in condition(cr, "TopicsReady")["message"]
+    assert pods(api, namespace, "nokafka") == {}
+    api["custom"].delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "nokafka")
+
+    def gone():
+        try:
+            get_cr(api, namespace, "nokafka")
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    wait_for(gone, timeout=120, what="the pipeline released after bounded retries")
+    assert any(r == "TopicsNotDeleted" for r, _ in events(api, namespace, "nokafka"))
+
+
+@pytest.mark.timeout(300)
+def test_semantically_invalid_spec_gets_the_invalid_condition_and_no_children(
+    control_plane, operator, api, namespace, kafka_broker, tmp_path
+):
+    body = manifest(
+        "bad", kafka_broker.bootstrap_servers, spark={"mode": "standalone", "conf": {"spark.master": "local"}}
+    )
+    assert apply(control_plane, namespace, body, tmp_path).returncode == 0
+    cr = wait_for(
+        lambda: (c := get_cr(api, namespace, "bad")).get("status", {}).get("phase") == "Invalid" and c,
+        what="Invalid",
+    )
+    invalid = condition(cr, "Invalid")
+    assert invalid["status"] == "True"
+    assert (
+        "spec.checkpoints.existingClaim" in invalid["message"]
+        and "spec.spark.conf: spark.master" in invalid["message"]
+    )
+    assert pods(api, namespace, "bad") == {}
+    with pytest.raises(ApiException) as info:
+        api["core"].read_namespaced_persistent_volume_claim("bad-checkpoints", namespace)
+    assert info.value.status == 404
+
+
+def test_operator_identity_is_least_privilege(control_plane, operator, tmp_path):
+    token = control_plane.token_for_service_account("sluice-system", "sluice-operator")
+    kubeconfig = control_plane.kubeconfig_for_token(token, tmp_path / "sa")
+
+    def can(*args: str) -> bool:
+        return (
+            control_plane.kubectl("auth", "can-i", *args, kubeconfig=kubeconfig, check=False).stdout.strip()
+            == "yes"
+        )
+
+    assert can("create", "pods", "-n", "anywhere")
+    assert can("patch", "streamingpipelines.streaming.sluice.dev/status", "-n", "anywhere")
+    assert not can("get", "secrets", "-n", "anywhere")
+    assert not can("delete", "persistentvolumeclaims", "-n", "anywhere")
+    assert not can("create", "deployments.apps", "-n", "anywhere")
+    assert not can("update", "pods", "-n", "anywhere")
+    rules = yaml.safe_load_all(RBAC.read_text())
+    role = next(d for d in rules if d["kind"] == "ClusterRole")
+    assert all("*" not in r["verbs"] and "*" not in r["resources"] for r in role["rules"])
+
+
+def test_operator_metrics(operator):
+    with urllib.request.urlopen(f"http://127.0.0.1:{operator['metrics_port']}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    values = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line.startswith("sluice_")
+    }
+    assert values["sluice_reconciles_total"] > 0  # the tests above made the operator reconcile
+    assert "sluice_reconcile_errors_total" in values
+    assert any(name.startswith("sluice_pipelines{phase=") for name in values)
