@@ -1,0 +1,158 @@
+"""The operator's job pod, run for real: its state files land on the pipeline's volume and survive a restart.
+
+The pod spec comes from the operator's own builder (``sluice_operator.manifests.pod_plan``) for the default
+``spark.mode: local``. Its container command runs here as a process, the volume mount path mapped to a temp
+directory (the "PVC"), against the session's real Kafka broker. Two things differ from the pod and are said here:
+``python3`` is this interpreter, and ``--jars`` adds the connector jars that the job image bakes into pyspark. The
+test checks that the stateful aggregations' state stores (written by the executors, which in local mode run in the
+driver pod) are on the volume, and that after SIGTERM and a restart the job resumes from them: no batch run twice,
+no window emitted twice.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sluice_operator import kafka_admin
+from sluice_operator.manifests import STATE_MOUNT, pod_plan
+from sluice_operator.spec import parse_spec
+
+from sluice_local.artifacts import connector_jars
+from sluice_local.checkpoints import committed_offsets
+from sluice_local.topics import read_all
+from spark_jobs.generator.model import GeneratorConfig
+from spark_jobs.generator.producer import run as produce
+
+pytestmark = pytest.mark.integration
+
+
+def pod_process(plan, volume: Path, log: Path) -> subprocess.Popen:
+    (container,) = plan.manifest["spec"]["containers"]
+    command = [sys.executable if c == "python3" else c for c in container["command"]]
+    args = [a.replace(STATE_MOUNT, str(volume)) for a in container["args"]]
+    args += ["--jars", ",".join(str(j) for j in connector_jars())]  # baked into the image's pyspark
+    env = {**os.environ, **{e["name"]: e["value"] for e in container["env"] if "value" in e}}
+    env["PYSPARK_PYTHON"] = sys.executable
+    env["HOME"] = str(volume.parent)
+    env["SPARK_LOCAL_DIRS"] = str(volume.parent / "spark-local")
+    return subprocess.Popen(command + args, env=env, stdout=log.open("a"), stderr=subprocess.STDOUT)
+
+
+def state_files(query: Path) -> list[Path]:
+    return sorted(
+        p for p in (query / "state").rglob("*") if p.is_file() and p.suffix in {".delta", ".snapshot"}
+    )
+
+
+def wait_until(check, timeout: float, what: str, process: subprocess.Popen, log: Path):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"the job exited early:\n{log.read_text()[-3000:]}"
+        result = check()
+        if result:
+            return result
+        time.sleep(1)
+    pytest.fail(f"timed out waiting for {what}:\n{log.read_text()[-3000:]}")
+
+
+def produce_events(bootstrap: str, topic: str, start: str, count: int) -> None:
+    summary = produce(
+        GeneratorConfig(
+            bootstrap_servers=bootstrap,
+            topic=topic,
+            devices=4,
+            rate=0,
+            count=count,
+            seed=3,
+            start_time=datetime.fromisoformat(start).replace(tzinfo=UTC),
+            interval_ms=50,
+        ),
+        handle_signals=False,
+    )
+    assert summary["failed"] == 0
+
+
+@pytest.mark.timeout(600)
+def test_job_state_lands_on_the_volume_and_survives_a_restart(kafka_broker, tmp_path):
+    bootstrap = kafka_broker.bootstrap_servers
+    suffix = str(int(time.time() * 1000))[-8:]
+    spec = parse_spec(
+        {
+            "kafka": {
+                "bootstrapServers": bootstrap,
+                "topics": {
+                    r: {"name": f"pod-{r}-{suffix}"}
+                    for r in ("source", "processed", "windowed", "alerts", "deadLetter")
+                },
+            },
+            "jobs": {"windowed": {"trigger": "2s", "statusWindow": "1m"}},
+            "spark": {"driver": {"cores": 2, "memory": "1g"}},
+        }
+    )
+    topics = [
+        kafka_admin.DesiredTopic(t.name, t.partitions, t.replication_factor, dict(t.config))
+        for _, t in spec.kafka.topics.all()
+    ]
+    kafka_admin.ensure_topics(bootstrap, topics)
+    source, output = spec.kafka.topics.source.name, spec.kafka.topics.windowed.name
+    plan = pod_plan(pipeline="lab", namespace="team", spec=spec, component="windowed", generation=0)
+    volume = tmp_path / "pvc"
+    volume.mkdir()
+    log = tmp_path / "windowed.log"
+    tumbling = volume / "checkpoints" / "windowed" / "g0" / "windowed" / "tumbling"
+    assert plan.checkpoint_path == f"{STATE_MOUNT}/checkpoints/windowed/g0"
+
+    # Run 1: 60 s of event time (1200 events); stop with SIGTERM, as the kubelet stops a pod.
+    produce_events(bootstrap, source, "2024-05-01T00:00:00", 1200)
+    job = pod_process(plan, volume, log)
+    try:
+        wait_until(
+            lambda: (
+                committed_offsets(tumbling).get(source)
+                and sum(committed_offsets(tumbling)[source].values()) >= 1200
+            ),
+            240,
+            "run 1 to commit every record",
+            job,
+            log,
+        )
+    finally:
+        job.send_signal(signal.SIGTERM)
+        assert job.wait(120) == 0, log.read_text()[-3000:]
+    first_state = state_files(tumbling)
+    assert first_state, "the aggregation's state store is not on the volume"
+    assert all(volume in p.parents for p in first_state)
+    first_batches = sorted(int(p.name) for p in (tumbling / "commits").iterdir() if p.name.isdigit())
+    emitted_first = [m.key() for m in read_all(bootstrap, output)]
+    assert emitted_first, "run 1 should have closed some windows"
+
+    # Run 2 on the same volume: more events, later in event time.
+    produce_events(bootstrap, source, "2024-05-01T00:01:00", 1200)
+    job = pod_process(plan, volume, log)
+    try:
+        wait_until(
+            lambda: sum(committed_offsets(tumbling).get(source, {}).values()) >= 2400,
+            240,
+            "run 2 to commit every record",
+            job,
+            log,
+        )
+    finally:
+        job.send_signal(signal.SIGTERM)
+        assert job.wait(120) == 0, log.read_text()[-3000:]
+    batches = sorted(int(p.name) for p in (tumbling / "commits").iterdir() if p.name.isdigit())
+    # resumed: batch ids continue from run 1 (no batch was run again from scratch)
+    assert batches[: len(first_batches)] == first_batches and batches[-1] > first_batches[-1]
+    # run 1's state files are still there, and run 2 wrote newer versions next to them
+    later_state = state_files(tumbling)
+    assert set(first_state) <= set(later_state) and len(later_state) > len(first_state)
+    keys = [m.key() for m in read_all(bootstrap, output)]
+    assert len(keys) == len(set(keys)), "a window was emitted twice"
+    assert len(keys) > len(emitted_first)
