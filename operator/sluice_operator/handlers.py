@@ -221,7 +221,11 @@ def reconcile(
             fingerprint = manifests.state_fingerprint(spec=spec, job=component)
             record, moved = lifecycle.next_generation(record, fingerprint)
             if moved:
-                old = manifests.checkpoint_root(job=component, generation=record.generation - 1)
+                old = manifests.checkpoint_root(
+                    root=manifests.state_root(spec=spec, namespace=namespace, pipeline=name),
+                    job=component,
+                    generation=record.generation - 1,
+                )
                 kopf.warn(
                     body,
                     reason="CheckpointReset",

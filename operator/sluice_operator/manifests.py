@@ -4,8 +4,10 @@ Every builder is keyword-only, takes no client and returns plain dicts; the hand
 ``python -m spark_jobs.<job>`` (or the generator) with flags built from the spec — the jobs never read the cluster —
 and meet PodSecurity ``restricted``. Checkpoint layout on the volume (mounted at :data:`STATE_MOUNT`)::
 
-    checkpoints/<job>/g<generation>/<job>/<query>   offsets, commits and state stores of each query
-    output/                                          the basic job's event files
+    [<namespace>/<name>/]checkpoints/<job>/g<generation>/<job>/<query>   offsets, commits, state stores
+    [<namespace>/<name>/]output/                                          the basic job's event files
+
+(the bracketed prefix on a shared claim, see :func:`state_root`).
 
 A job whose state becomes incompatible with a spec change (its windows or its source) moves to the next generation;
 the old directory stays.
@@ -101,9 +103,21 @@ def state_fingerprint(*, spec: PipelineSpec, job: str) -> str:
     return _short_hash(shape)
 
 
-def checkpoint_root(*, job: str, generation: int) -> str:
-    """Where a job keeps its checkpoints, inside the pod."""
-    return f"{STATE_MOUNT}/checkpoints/{job}/g{generation}"
+def state_root(*, spec: PipelineSpec, namespace: str, pipeline: str) -> str:
+    """The pipeline's directory on its volume, inside the pod.
+
+    A volume of its own is the pipeline's whole: the mount point. On a shared claim (standalone mode) the pipeline
+    uses ``<namespace>/<name>/`` of it, in the path rather than as a mount sub-path, so that the Spark workers,
+    which mount the whole claim at the same mount point, write the executors' state stores to the same files.
+    """
+    if spec.checkpoints.existing_claim:
+        return f"{STATE_MOUNT}/{namespace}/{pipeline}"
+    return STATE_MOUNT
+
+
+def checkpoint_root(*, root: str, job: str, generation: int) -> str:
+    """Where a job keeps its checkpoints, inside the pod (``root`` from :func:`state_root`)."""
+    return f"{root}/checkpoints/{job}/g{generation}"
 
 
 def _short_hash(value: object) -> str:
@@ -134,7 +148,7 @@ def _spark_conf(spec: PipelineSpec) -> list[tuple[str, str]]:
     return conf
 
 
-def job_args(*, spec: PipelineSpec, job: str, generation: int) -> list[str]:
+def job_args(*, spec: PipelineSpec, job: str, generation: int, root: str = STATE_MOUNT) -> list[str]:
     """The flags of ``python -m spark_jobs.<job>`` for this spec (see the job modules for each flag)."""
     t = spec.kafka.topics
     j = getattr(spec.jobs, job)
@@ -143,7 +157,7 @@ def job_args(*, spec: PipelineSpec, job: str, generation: int) -> list[str]:
         "--bootstrap-servers", spec.kafka.bootstrap_servers,
         "--source-topic", t.source.name,
         "--dead-letter-topic", t.dead_letter.name,
-        "--checkpoint-root", checkpoint_root(job=job, generation=generation),
+        "--checkpoint-root", checkpoint_root(root=root, job=job, generation=generation),
         "--trigger", j.trigger,
         "--output-mode", j.output_mode,
         "--master", master,
@@ -155,7 +169,7 @@ def job_args(*, spec: PipelineSpec, job: str, generation: int) -> list[str]:
         args += [
             "--window", j.window, "--slide", j.slide, "--watermark", j.watermark,
             "--processed-topic", t.processed.name,
-            "--output-dir", f"{STATE_MOUNT}/output",
+            "--output-dir", f"{root}/output",
             "--file-format", j.file_format,
         ]  # fmt: skip
     elif job == "windowed":
@@ -230,12 +244,7 @@ def _pod(
                 "persistentVolumeClaim": {"claimName": claim_name(pipeline=pipeline, spec=spec)},
             }
         )
-        mount: dict = {"name": STATE_VOLUME, "mountPath": STATE_MOUNT}
-        if spec.checkpoints.existing_claim:
-            mount["subPath"] = (
-                f"{namespace}/{pipeline}"  # a shared volume: each pipeline in its own directory
-            )
-        mounts.append(mount)
+        mounts.append({"name": STATE_VOLUME, "mountPath": STATE_MOUNT})
     env = [
         {"name": "TZ", "value": "UTC"},
         {"name": "HOME", "value": TMP_MOUNT},
@@ -306,17 +315,18 @@ def pod_plan(
         )
         checkpoint = None
     elif component in JOBS:
+        root = state_root(spec=spec, namespace=namespace, pipeline=pipeline)
         manifest = _pod(
             pipeline=pipeline,
             namespace=namespace,
             component=component,
             spec=spec,
             command=["python3", "-m", f"spark_jobs.{component}"],
-            args=job_args(spec=spec, job=component, generation=generation),
+            args=job_args(spec=spec, job=component, generation=generation, root=root),
             resources=_resources(spec.spark.driver, overhead_mib=384),
             mount_state=True,
         )
-        checkpoint = checkpoint_root(job=component, generation=generation)
+        checkpoint = checkpoint_root(root=root, job=component, generation=generation)
     else:
         raise ValueError(f"unknown component {component!r}; the components are {', '.join(COMPONENTS)}")
     config_hash = _short_hash(manifest["spec"])

@@ -164,15 +164,18 @@ def test_state_fingerprint_follows_windows_and_source_only():
     )
 
 
-def test_existing_claim_is_shared_through_a_sub_path():
+def test_existing_claim_is_shared_under_the_pipelines_own_directory():
     spec = parse_spec({"checkpoints": {"existingClaim": "spark-shared"}, "spark": {"mode": "standalone"}})
     pod = plan("windowed", spec=spec).manifest["spec"]
     (state,) = [v for v in pod["containers"][0]["volumeMounts"] if v["name"] == "state"]
-    assert state["subPath"] == "team-a/demo"
+    # The whole claim at the mount point, as the Spark workers mount it; the pipeline's directory is in the path,
+    # so driver and executors name the same files.
+    assert state == {"name": "state", "mountPath": "/var/lib/sluice"}
     (volume,) = [v for v in pod["volumes"] if v["name"] == "state"]
     assert volume["persistentVolumeClaim"]["claimName"] == "spark-shared"
     opts = windowed.options_from(windowed.build_parser().parse_args(pod["containers"][0]["args"]))
     assert opts.common.master == "spark://sluice-spark-master:7077"
+    assert opts.common.checkpoint_root == "/var/lib/sluice/team-a/demo/checkpoints/windowed/g0"
     assert ("spark.driver.host", "$(SPARK_DRIVER_HOST)") in opts.common.spark_conf
 
 
