@@ -43,7 +43,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -58,6 +57,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
 import yaml
+
+from sluice_local.processes import free_ports, kill_group, log_tail, stop_group
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -169,15 +170,6 @@ def ensure_binaries(
         ) from exc
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct loopback ports that were free a moment ago (held open together so they differ)."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind((LOOPBACK, 0))
-        return [sock.getsockname()[1] for sock in sockets]
-
-
 def render_kubeconfig(
     *, server: str, ca_pem: bytes, token: str, user: str, namespace: str = "default"
 ) -> str:
@@ -204,13 +196,7 @@ def render_kubeconfig(
 
 
 def _tail(path: Path | None, lines: int = LOG_TAIL_LINES) -> str:
-    if path is None:
-        return "(no log)"
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+    return log_tail(path, lines)
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -222,20 +208,12 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def _kill_group(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, sig)
+    kill_group(process, sig)
 
 
 def _terminate(process: subprocess.Popen) -> None:
     """SIGTERM the process group, SIGKILL it if the leader is still there after STOP_TIMEOUT_S."""
-    if process.poll() is None:
-        _kill_group(process, signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            _kill_group(process)
-            process.wait(timeout=STOP_TIMEOUT_S)
-    _kill_group(process)  # anything the leader left in its group
+    stop_group(process, STOP_TIMEOUT_S)
 
 
 def _http_get(

@@ -36,6 +36,7 @@ from types import TracebackType
 from xml.sax.saxutils import quoteattr
 
 from sluice_local.artifacts import ArtifactError, broker_jars, require_java
+from sluice_local.processes import free_ports, log_tail, stop_group
 
 LOOPBACK = "127.0.0.1"
 NODE_ID = 1
@@ -132,23 +133,8 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct loopback ports that were free a moment ago (held open together so they differ)."""
-    with contextlib.ExitStack() as stack:
-        sockets = [
-            stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)
-        ]
-        for sock in sockets:
-            sock.bind((LOOPBACK, 0))
-        return [sock.getsockname()[1] for sock in sockets]
-
-
 def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+    return log_tail(path, lines)
 
 
 # Brokers still running, stopped at interpreter exit in case the caller forgot (or an exception skipped it).
@@ -398,23 +384,10 @@ class KafkaBroker:
 
     @staticmethod
     def _terminate(process: subprocess.Popen[bytes]) -> None:
-        for sig, wait_s in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, 10.0)):
-            try:
-                os.killpg(process.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                process.wait(timeout=wait_s)
-                break
-            except subprocess.TimeoutExpired:
-                _log.warning(
-                    "Kafka broker (pid %d) did not exit within %.0f s of %s", process.pid, wait_s, sig.name
-                )
-        else:
-            raise BrokerError(f"Kafka broker (pid {process.pid}) survived SIGKILL")
-        # Reap anything else left in the group (normally nothing: java spawns no children).
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+        if not stop_group(process, STOP_TIMEOUT_S):
+            _log.warning(
+                "Kafka broker (pid %d) did not exit within %.0f s of SIGTERM", process.pid, STOP_TIMEOUT_S
+            )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -36,6 +36,15 @@ def _lock(namespace: str, name: str) -> threading.Lock:
         return _locks.setdefault((namespace, name), threading.Lock())
 
 
+KAFKA_MAX_RETRY_DELAY = 300.0
+
+
+def kafka_retry_delay(base: float, failures: int) -> float:
+    """Seconds before the next try after ``failures`` consecutive passes found Kafka unreachable: doubling from
+    ``base``, at most five minutes."""
+    return min(base * 2 ** min(failures, 20), KAFKA_MAX_RETRY_DELAY)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -202,8 +211,13 @@ def reconcile(
             conditions=st.merge_conditions(previous_conditions, conditions, now=now),
         )
         patch.status.update(out)
-        raise kopf.TemporaryError("Kafka is unreachable", delay=SETTINGS.kafka_retry_delay)
+        failures = int(status.get("kafkaFailures") or 0)
+        out["kafkaFailures"] = failures + 1
+        patch.status.update(out)
+        delay = kafka_retry_delay(SETTINGS.kafka_retry_delay, failures)
+        raise kopf.TemporaryError(f"Kafka is unreachable; retrying in {delay:g} s", delay=delay)
 
+    out["kafkaFailures"] = 0
     out["checkpointClaim"] = _ensure_checkpoints(
         body=body, name=name, namespace=namespace, spec=spec, conditions=conditions, generation=generation
     )

@@ -408,6 +408,8 @@ def test_deletion_is_not_stuck_when_kafka_is_gone(control_plane, operator, api, 
         what="KafkaUnavailable",
     )
     assert f"127.0.0.1:{port}" in condition(cr, "TopicsReady")["message"]
+    # retried with a growing delay: the count of consecutive failures is kept in the status
+    wait_for(lambda: get_cr(api, namespace, "nokafka")["status"].get("kafkaFailures", 0) >= 2, what="a retry")
     assert pods(api, namespace, "nokafka") == {}
     api["custom"].delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "nokafka")
 

@@ -62,3 +62,10 @@ def test_settings_from_env():
         from_env({"SLUICE_DELETE_ATTEMPTS": "x"})
     with pytest.raises(SettingsError, match=r"SLUICE_KAFKA_TIMEOUT='0' must be at least 0.1"):
         from_env({"SLUICE_KAFKA_TIMEOUT": "0"})
+
+
+def test_kafka_retry_delay_doubles_up_to_five_minutes():
+    from sluice_operator.handlers import kafka_retry_delay
+
+    assert [kafka_retry_delay(15, n) for n in range(6)] == [15, 30, 60, 120, 240, 300]
+    assert kafka_retry_delay(15, 10_000) == 300
