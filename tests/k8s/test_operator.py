@@ -480,3 +480,61 @@ def test_operator_metrics(operator):
     assert values["sluice_reconciles_total"] > 0  # the tests above made the operator reconcile
     assert "sluice_reconcile_errors_total" in values
     assert any(name.startswith("sluice_pipelines{phase=") for name in values)
+
+
+# --- every sample is an end-to-end example -------------------------------------------------------------------------
+
+SAMPLES = sorted((ROOT / "k8s" / "samples").glob("*.yaml"))
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("sample", SAMPLES, ids=[s.stem for s in SAMPLES])
+def test_sample_pipeline_is_reconciled(
+    control_plane, operator, api, namespace, kafka_broker, tmp_path, sample
+):
+    from sluice_operator.manifests import enabled_components, pod_plan
+    from sluice_operator.spec import parse_spec
+
+    body = yaml.safe_load(sample.read_text())
+    body["spec"]["kafka"]["bootstrapServers"] = kafka_broker.bootstrap_servers  # the samples name the chart's
+    topics = body["spec"]["kafka"].setdefault("topics", {})
+    for role in ("source", "processed", "windowed", "alerts", "deadLetter"):  # unique per run, one broker
+        topics.setdefault(role, {})["name"] = f"{sample.stem}-{role}-{uuid.uuid4().hex[:6]}"
+    name = body["metadata"]["name"]
+    assert apply(control_plane, namespace, body, tmp_path).returncode == 0
+    spec = parse_spec(get_cr(api, namespace, name)["spec"])  # as stored, with the API server's defaults
+
+    want = [] if spec.suspend else enabled_components(spec)
+    cr = wait_for(
+        lambda: (
+            (c := get_cr(api, namespace, name)).get("status", {}).get("components")
+            and set(pods(api, namespace, name)) == set(want)
+            and c
+        ),
+        what=f"{len(want)} pods of {sample.name}",
+    )
+    assert cr["status"]["phase"] == ("Suspended" if spec.suspend else "Pending")
+    assert condition(cr, "TopicsReady")["status"] == "True"
+    described = kafka_admin.describe_topics(
+        kafka_broker.bootstrap_servers, [t.name for _, t in spec.kafka.topics.all()]
+    )
+    for _, topic in spec.kafka.topics.all():
+        assert described[topic.name].partitions == topic.partitions
+        for key, value in topic.config.items():
+            assert described[topic.name].config[key] == value
+    # each pod on the server is exactly what the builder made for this spec
+    for component, pod in pods(api, namespace, name).items():
+        built = pod_plan(pipeline=name, namespace=namespace, spec=spec, component=component).manifest
+        (container,) = pod.spec.containers
+        (expected,) = built["spec"]["containers"]
+        assert (container.command, container.args, container.image) == (
+            expected["command"],
+            expected["args"],
+            expected["image"],
+        )
+        assert (
+            client.ApiClient().sanitize_for_serialization(container.security_context)
+            == expected["securityContext"]
+        )
+        assert client.ApiClient().sanitize_for_serialization(container.resources) == expected["resources"]
+    api["custom"].delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
