@@ -91,6 +91,10 @@ fi
 
 # --- a build is needed: check Go -------------------------------------------------------------------------------
 go_needed=$(awk '$1 == "go" { print $2; exit }' "$kube_module/go.mod")
+# The official Go tarball installs to /usr/local/go, often not on a non-login shell's PATH.
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+  PATH="/usr/local/go/bin:$PATH"
+fi
 if ! command -v go >/dev/null 2>&1; then
   die "the Go toolchain is needed to build Kubernetes $kube_version and etcd $etcd_version, and 'go' is not on PATH.
   Install Go >= $go_needed (the version k8s.io/kubernetes $kube_version's go.mod declares) from https://go.dev/dl/
