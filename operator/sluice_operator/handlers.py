@@ -93,8 +93,14 @@ def _record_to_status(record: lifecycle.ComponentRecord) -> dict:
     }
 
 
-def _ensure_topics(*, body, spec: PipelineSpec, conditions: list, generation: int, status_out: dict) -> bool:
-    """Create or update the topics; False (and a condition saying why) when Kafka cannot be reached."""
+def _ensure_topics(
+    *, body, spec: PipelineSpec, conditions: list, generation: int, status_out: dict, previous: list | None
+) -> bool:
+    """Create or update the topics; False (and a condition saying why) when Kafka cannot be reached.
+
+    A refusal that stands (a partition decrease, a replication mismatch) is reported by an Event once, when it
+    first appears, not on every pass."""
+    reported = {c.get("message") for c in previous or [] if c.get("type") == st.TOPICS_READY}
     try:
         results = kafka_admin.ensure_topics(
             spec.kafka.bootstrap_servers, _desired_topics(spec), timeout=SETTINGS.kafka_timeout
@@ -110,16 +116,17 @@ def _ensure_topics(*, body, spec: PipelineSpec, conditions: list, generation: in
         kopf.warn(body, reason="TopicError", message=str(exc))
         return True
     problems = [r for r in results if r.problem]
+    message = "; ".join(f"topic {r.name}: {r.detail}" for r in problems)
     for r in results:
-        if r.action not in {"unchanged"}:
-            (kopf.warn if r.problem else kopf.info)(
-                body, reason=_camel(r.action), message=f"topic {r.name}: {r.detail}"
-            )
+        if r.action == "unchanged" or (r.problem and message in reported):
+            continue
+        (kopf.warn if r.problem else kopf.info)(
+            body, reason=_camel(r.action), message=f"topic {r.name}: {r.detail}"
+        )
     status_out["topics"] = {
         role: {"name": t.name, "partitions": t.partitions} for role, t in spec.kafka.topics.all()
     }
     if problems:
-        message = "; ".join(f"topic {r.name}: {r.detail}" for r in problems)
         reason = (
             "PartitionDecreaseRefused"
             if any(r.action == "partitions_decrease_refused" for r in problems)
@@ -202,7 +209,14 @@ def reconcile(
         return None
     conditions.append(st.condition(st.INVALID, False, "Valid", "the spec is valid", generation=generation))
 
-    if not _ensure_topics(body=body, spec=spec, conditions=conditions, generation=generation, status_out=out):
+    if not _ensure_topics(
+        body=body,
+        spec=spec,
+        conditions=conditions,
+        generation=generation,
+        status_out=out,
+        previous=previous_conditions,
+    ):
         conditions.append(
             st.condition(st.READY, False, "KafkaUnavailable", "waiting for Kafka", generation=generation)
         )

@@ -342,6 +342,8 @@ def test_pipeline_lifecycle(control_plane, operator, api, namespace, kafka_broke
         what="decrease refused",
     )
     assert "cannot decrease" in condition(cr, "TopicsReady")["message"]
+    time.sleep(3)  # several more passes (1 s apart): the standing refusal is reported once, not on each
+    assert [r for r, _ in events(api, namespace, "lab")].count("PartitionsDecreaseRefused") == 1
     assert (
         kafka_admin.describe_topics(bootstrap, [topics["source"]["name"]])[
             topics["source"]["name"]
