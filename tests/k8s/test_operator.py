@@ -150,6 +150,15 @@ def set_phase(api, namespace: str, pod: str, phase: str) -> None:
     api["core"].patch_namespaced_pod_status(pod, namespace, {"status": {"phase": phase}})
 
 
+def absent(read: Callable[[], object]) -> bool:
+    """Whether ``read()`` answers 404 (the object is gone)."""
+    try:
+        read()
+    except ApiException as exc:
+        return exc.status == 404
+    return False
+
+
 def condition(cr: dict, kind: str) -> dict:
     return next(c for c in cr.get("status", {}).get("conditions", []) if c["type"] == kind)
 
@@ -355,14 +364,10 @@ def test_pipeline_lifecycle(control_plane, operator, api, namespace, kafka_broke
     api["custom"].delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "lab")
     wait_for(lambda: pods(api, namespace, "lab") == {}, timeout=90, what="pods garbage-collected")
 
-    def cr_gone():
-        try:
-            get_cr(api, namespace, "lab")
-        except ApiException as exc:
-            return exc.status == 404
-        return False
-
-    wait_for(cr_gone, what="the pipeline to be deleted (no stuck finalizer)")
+    wait_for(
+        lambda: absent(lambda: get_cr(api, namespace, "lab")),
+        what="the pipeline to be deleted (no stuck finalizer)",
+    )
     time.sleep(2)  # give the garbage collector a chance to (wrongly) take the retained volume
     retained = api["core"].read_namespaced_persistent_volume_claim("lab-checkpoints", namespace)
     assert not retained.metadata.owner_references
@@ -384,14 +389,8 @@ def test_delete_policy_removes_topics_and_volume(
     api["custom"].delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "gone")
     wait_for(lambda: kafka_admin.describe_topics(bootstrap, names) == {}, what="topics deleted")
 
-    def pvc_gone():
-        try:
-            api["core"].read_namespaced_persistent_volume_claim("gone-checkpoints", namespace)
-        except ApiException as exc:
-            return exc.status == 404
-        return False
-
-    wait_for(pvc_gone, timeout=90, what="volume garbage-collected")
+    read_pvc = lambda: api["core"].read_namespaced_persistent_volume_claim("gone-checkpoints", namespace)  # noqa: E731
+    wait_for(lambda: absent(read_pvc), timeout=90, what="volume garbage-collected")
     assert any(r == "TopicsDeleted" for r, _ in events(api, namespace, "gone"))
 
 
@@ -415,14 +414,11 @@ def test_deletion_is_not_stuck_when_kafka_is_gone(control_plane, operator, api, 
     assert pods(api, namespace, "nokafka") == {}
     api["custom"].delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "nokafka")
 
-    def gone():
-        try:
-            get_cr(api, namespace, "nokafka")
-        except ApiException as exc:
-            return exc.status == 404
-        return False
-
-    wait_for(gone, timeout=120, what="the pipeline released after bounded retries")
+    wait_for(
+        lambda: absent(lambda: get_cr(api, namespace, "nokafka")),
+        timeout=120,
+        what="the pipeline released after bounded retries",
+    )
     assert any(r == "TopicsNotDeleted" for r, _ in events(api, namespace, "nokafka"))
 
 
