@@ -29,6 +29,12 @@ from sluice_operator.spec import (
 SETTINGS: Settings = from_env()
 _locks: dict[tuple[str, str], threading.Lock] = {}
 _locks_guard = threading.Lock()
+# Standing topic refusals already posted as Events, per pipeline (read and written under the pipeline's lock: the
+# status a handler receives may predate the previous pass's patch, so it cannot tell).
+_reported: dict[tuple[str, str], set[str]] = {}
+# The component records of the last pass, per pipeline, for the same reason: the status in hand may be one patch
+# behind, and a restart count or a backoff deadline must not go back. The status seeds them after a restart.
+_records: dict[tuple[str, str], dict[str, lifecycle.ComponentRecord]] = {}
 
 
 def _lock(namespace: str, name: str) -> threading.Lock:
@@ -94,13 +100,12 @@ def _record_to_status(record: lifecycle.ComponentRecord) -> dict:
 
 
 def _ensure_topics(
-    *, body, spec: PipelineSpec, conditions: list, generation: int, status_out: dict, previous: list | None
+    *, body, spec: PipelineSpec, conditions: list, generation: int, status_out: dict, reported: set[str]
 ) -> bool:
     """Create or update the topics; False (and a condition saying why) when Kafka cannot be reached.
 
     A refusal that stands (a partition decrease, a replication mismatch) is reported by an Event once, when it
-    first appears, not on every pass."""
-    reported = {c.get("message") for c in previous or [] if c.get("type") == st.TOPICS_READY}
+    first appears, not on every pass: ``reported`` (the pipeline's memo, shared by its handlers) remembers it."""
     try:
         results = kafka_admin.ensure_topics(
             spec.kafka.bootstrap_servers, _desired_topics(spec), timeout=SETTINGS.kafka_timeout
@@ -120,6 +125,8 @@ def _ensure_topics(
     for r in results:
         if r.action == "unchanged" or (r.problem and message in reported):
             continue
+        if r.problem:
+            reported.add(message)
         (kopf.warn if r.problem else kopf.info)(
             body, reason=_camel(r.action), message=f"topic {r.name}: {r.detail}"
         )
@@ -188,7 +195,11 @@ def _ensure_checkpoints(
 def reconcile(
     *, body, name: str, namespace: str, spec_data: dict, status: dict, patch, generation: int
 ) -> float | None:
-    """Bring the pipeline's children to what its spec says; returns seconds until a pass is due, if sooner."""
+    """Bring the pipeline's children to what its spec says; returns seconds until a pass is due, if sooner.
+
+    Callers hold the pipeline's lock (see :func:`_run`)."""
+    reported = _reported.setdefault((namespace, name), set())
+    records = _records.setdefault((namespace, name), {})
     now = _now()
     previous_conditions = (status or {}).get("conditions")
     conditions: list[dict] = []
@@ -215,7 +226,7 @@ def reconcile(
         conditions=conditions,
         generation=generation,
         status_out=out,
-        previous=previous_conditions,
+        reported=reported,
     ):
         conditions.append(
             st.condition(st.READY, False, "KafkaUnavailable", "waiting for Kafka", generation=generation)
@@ -243,7 +254,9 @@ def reconcile(
     phases: dict[str, str] = {}
     requeue: list[float] = []
     for component in manifests.COMPONENTS:
-        record = lifecycle.ComponentRecord.from_status(old_components.get(component))
+        record = records.get(component) or lifecycle.ComponentRecord.from_status(
+            old_components.get(component)
+        )
         extra: dict = {}
         if component in manifests.JOBS:
             fingerprint = manifests.state_fingerprint(spec=spec, job=component)
@@ -304,6 +317,7 @@ def reconcile(
             "checkpointPath": plan.checkpoint_path,
         }
         phases[component] = decision.phase
+        records[component] = decision.record
 
     gave_up = [c for c in enabled if phases.get(c) == "GaveUp"]
     running = st.jobs_ready(phases, enabled)
@@ -400,6 +414,9 @@ def on_timer(*, body, name, namespace, spec, status, patch, meta, **_) -> None:
 @kopf.on.delete(GROUP, VERSION, PLURAL, retries=SETTINGS.delete_attempts, backoff=SETTINGS.delete_retry_delay)
 def on_delete(*, body, name, namespace, spec, retry, **_) -> None:
     """Keep or remove topics and the checkpoint volume as the deletion policies say; pods go by ownership."""
+    _reported.pop((namespace, name), None)
+    _records.pop((namespace, name), None)
+    metrics.forget(namespace, name)
     try:
         parsed = parse_spec(dict(spec or {}))
     except SpecError:
