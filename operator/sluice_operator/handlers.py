@@ -194,8 +194,8 @@ def _ensure_checkpoints(
 
 def reconcile(
     *, body, name: str, namespace: str, spec_data: dict, status: dict, patch, generation: int
-) -> float | None:
-    """Bring the pipeline's children to what its spec says; returns seconds until a pass is due, if sooner.
+) -> None:
+    """Bring the pipeline's children to what its spec says (the timer brings the next pass).
 
     Callers hold the pipeline's lock (see :func:`_run`)."""
     reported = _reported.setdefault((namespace, name), set())
@@ -217,7 +217,7 @@ def reconcile(
         patch.status.update(out)
         kopf.warn(body, reason="InvalidSpec", message=message)
         metrics.observe_phase(namespace, name, "Invalid")
-        return None
+        return
     conditions.append(st.condition(st.INVALID, False, "Valid", "the spec is valid", generation=generation))
 
     if not _ensure_topics(
@@ -252,7 +252,6 @@ def reconcile(
     old_components = (status or {}).get("components") or {}
     components: dict[str, dict] = {}
     phases: dict[str, str] = {}
-    requeue: list[float] = []
     for component in manifests.COMPONENTS:
         record = records.get(component) or lifecycle.ComponentRecord.from_status(
             old_components.get(component)
@@ -298,13 +297,10 @@ def reconcile(
         elif decision.action == lifecycle.DELETE and pod is not None:
             cluster.delete_pod(namespace, pod["metadata"]["name"])
             kopf.info(body, reason=decision.reason, message=decision.message)
-            requeue.append(1.0)
         elif decision.reason in {"RestartLimitReached"} and not record.gave_up:
             kopf.warn(body, reason=decision.reason, message=decision.message)
         elif decision.reason == "BackOff" and record.next_restart is None:
             kopf.warn(body, reason="BackOff", message=decision.message)
-        if decision.requeue_after:
-            requeue.append(decision.requeue_after)
         previous = old_components.get(component) or {}
         components[component] = {
             **_record_to_status(decision.record),
@@ -371,7 +367,6 @@ def reconcile(
     )
     patch.status.update(out)
     metrics.observe_phase(namespace, name, phase)
-    return min(requeue) if requeue else None
 
 
 def _run(*, body, name, namespace, spec, status, patch, meta) -> None:
