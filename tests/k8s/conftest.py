@@ -1,17 +1,17 @@
-"""k8s-tier fixtures: one real control plane per test session, and a fresh restricted namespace per test."""
+"""k8s-tier fixtures: a fresh restricted namespace per test (the control plane itself is in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from sluice_local.control_plane import ControlPlane, ensure_binaries
+from sluice_local.control_plane import ControlPlane
 
 RESTRICTED_LABELS = {
     "pod-security.kubernetes.io/enforce": "restricted",
@@ -20,42 +20,6 @@ RESTRICTED_LABELS = {
 """PodSecurity labels of every test namespace: pods must meet the "restricted" standard, as in production."""
 
 DEFAULT_SERVICE_ACCOUNT_TIMEOUT_S = 30.0
-
-
-@pytest.fixture(scope="session")
-def control_plane(
-    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> Iterator[ControlPlane]:
-    """A started etcd + kube-apiserver + kube-controller-manager, shared by the session.
-
-    The first run on a machine builds the binaries (minutes; see scripts/build-kube.sh). The components' logs
-    are kept in pytest's temp dir, and their tails are part of any startup error.
-    """
-    binaries = ensure_binaries(progress=_terminal_printer(request.config))
-    log_dir = tmp_path_factory.mktemp("control-plane-logs")
-    with ControlPlane(log_dir=log_dir, binaries=binaries) as plane:
-        yield plane
-
-
-def _terminal_printer(config: pytest.Config) -> Callable[[str], None]:
-    """Show lines on the terminal while output is captured: a first build runs minutes and should say so."""
-    capture = config.pluginmanager.getplugin("capturemanager")
-    reporter = config.pluginmanager.getplugin("terminalreporter")
-
-    def show(line: str) -> None:
-        if capture is None or reporter is None:
-            return
-        with capture.global_and_fixture_disabled():
-            reporter.write_line(line)
-
-    return show
-
-
-@pytest.fixture(scope="session")
-def k8s_api(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
-    """An admin (``system:masters``) API client of the session's control plane."""
-    with control_plane.api_client() as api:
-        yield api
 
 
 def _namespace_name(test_name: str) -> str:
