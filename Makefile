@@ -8,12 +8,17 @@ STAMP  := $(VENV)/.installed
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help tools venv jars kube-bins demo test test-unit test-integration test-k8s lint format clean
+.PHONY: help tools venv jars kube-bins deploy-tools crd demo test test-unit test-integration test-k8s test-charts \
+	test-e2e kind-up kind-demo kind-down lint format clean
 
 help:
 	@echo "make demo     run Kafka + generator + the three Spark jobs locally (~2 min), then a summary"
 	@echo "make test     lint, then unit, integration and demo tests (real Kafka broker, real Spark)"
 	@echo "make test-k8s the operator against a real kube-apiserver + etcd + controller-manager"
+	@echo "make test-charts  render the Helm charts with helm; the API server validates them"
+	@echo "make kind-up  kind cluster + images + helm install (Kafka, Spark, operator); make kind-demo; make kind-down"
+	@echo "make test-e2e a pipeline end to end on kind (skipped where kind has no node image)"
+	@echo "make crd      regenerate the CRD (k8s/crd/ and the operator chart's crds/) from the spec"
 	@echo "make lint     ruff (lint + format check), import-linter, shellcheck"
 	@echo "make format   apply ruff formatting"
 	@echo "make clean    remove the virtualenv and local run outputs (the jar cache in ~/.cache/sluice stays)"
@@ -37,6 +42,15 @@ jars: venv
 kube-bins:
 	@bash scripts/build-kube.sh >/dev/null
 
+# helm and kind, built from pinned Go modules (tools/helm, tools/kind) and cached per machine (~1 min the first time).
+deploy-tools:
+	@bash scripts/build-deploy-tools.sh >/dev/null
+
+CRD_FILE := streamingpipelines.streaming.sluice.dev.yaml
+crd: venv
+	$(BIN)/python -m sluice_operator.crd > k8s/crd/$(CRD_FILE).tmp && mv k8s/crd/$(CRD_FILE).tmp k8s/crd/$(CRD_FILE)
+	cp k8s/crd/$(CRD_FILE) charts/sluice-operator/crds/$(CRD_FILE)
+
 demo: jars
 	$(BIN)/python -m sluice_local demo $(DEMO_ARGS)
 
@@ -44,13 +58,13 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
-	shellcheck scripts/*.sh .ci/run
+	shellcheck -x scripts/*.sh scripts/lib/*.sh .ci/run
 
 format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint jars kube-bins
+test: lint jars kube-bins deploy-tools
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: jars
@@ -61,6 +75,22 @@ test-integration: jars
 
 test-k8s: jars kube-bins
 	$(BIN)/pytest -m k8s $(PYTEST_ARGS)
+
+test-charts: jars kube-bins deploy-tools
+	$(BIN)/pytest -m charts $(PYTEST_ARGS)
+
+test-e2e: venv
+	$(BIN)/pytest -m e2e $(PYTEST_ARGS)
+
+# Sluice on a local kind cluster (scripts/kind.sh; needs a Docker engine and a kind node image).
+kind-up: venv
+	PYTHON=$(abspath $(BIN))/python bash scripts/kind.sh up
+
+kind-demo: venv
+	PYTHON=$(abspath $(BIN))/python bash scripts/kind.sh demo
+
+kind-down:
+	bash scripts/kind.sh down
 
 clean:
 	rm -rf $(VENV) .sluice *.egg-info

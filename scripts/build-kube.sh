@@ -34,16 +34,9 @@ case "${1:-}" in
     ;;
 esac
 
-say() { echo "build-kube: $*" >&2; }
-die() {
-  echo "build-kube: error: $*" >&2
-  exit 1
-}
-
-# The version a go.mod requires of a module, whether in a one-line `require` or a require block.
-module_version() {
-  awk -v module="$2" '{ sub(/^require[ \t]+/, "") } $1 == module { print $2; exit }' "$1"
-}
+script_name=build-kube
+# shellcheck source=scripts/lib/go-build.sh
+source "$repo_root/scripts/lib/go-build.sh"
 
 kube_version=$(module_version "$kube_module/go.mod" k8s.io/kubernetes)
 etcd_version=$(module_version "$etcd_module/go.mod" go.etcd.io/etcd/server/v3)
@@ -53,15 +46,6 @@ kube_dir=$cache_root/kube/$kube_version
 etcd_dir=$cache_root/etcd/$etcd_version
 kube_binaries=(kube-apiserver kube-controller-manager kubectl)
 etcd_binaries=(etcd etcdctl)
-
-# Whether COMMAND... runs and prints LINE as one of its lines. The output is read whole before matching: with
-# `cmd | grep -q` under pipefail, grep's early exit can kill cmd with SIGPIPE and fail the check at random.
-prints_line() {
-  local line=$1 output
-  shift
-  output=$(timeout 30 "$@" 2>/dev/null) || return 1
-  grep -qxF -- "$line" <<<"$output"
-}
 
 # Whether DIR/bin holds the Kubernetes binaries and each reports version VERSION.
 kube_ok() {
@@ -89,64 +73,16 @@ if ! $rebuild && kube_ok "$kube_dir" "$kube_version" && etcd_ok "$etcd_dir" "$et
   exit 0
 fi
 
-# --- a build is needed: check Go -------------------------------------------------------------------------------
-go_needed=$(awk '$1 == "go" { print $2; exit }' "$kube_module/go.mod")
-# The official Go tarball installs to /usr/local/go, often not on a non-login shell's PATH.
-if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
-  PATH="/usr/local/go/bin:$PATH"
-fi
-if ! command -v go >/dev/null 2>&1; then
-  die "the Go toolchain is needed to build Kubernetes $kube_version and etcd $etcd_version, and 'go' is not on PATH.
-  Install Go >= $go_needed (the version k8s.io/kubernetes $kube_version's go.mod declares) from https://go.dev/dl/
-  and put its bin/ on PATH. Debian 12's 'golang' package is Go 1.19: too old."
-fi
-go_have=$(go env GOVERSION)
-go_have=${go_have#go}
-if [ "$(printf '%s\n%s\n' "$go_needed" "$go_have" | sort -V | head -n 1)" != "$go_needed" ]; then
-  die "Go $go_have is too old: k8s.io/kubernetes $kube_version's go.mod requires Go >= $go_needed.
-  Install a newer Go from https://go.dev/dl/ (Debian 12's 'golang' package is Go 1.19), or with Go >= 1.21 run
-  this script with GOTOOLCHAIN=go$go_needed to have go fetch that toolchain from the module proxy."
-fi
-
-# --- one build at a time per cache -----------------------------------------------------------------------------
-mkdir -p "$cache_root/kube" "$cache_root/etcd"
-exec 9>"$cache_root/.build-kube.lock"
-if ! flock -n 9; then
-  say "another build holds $cache_root/.build-kube.lock; waiting for it"
-  flock 9
-fi
-
-# Holding the lock, no build is in progress: temp dirs left by a killed build are stale.
-rm -rf "$cache_root"/kube/.build-* "$cache_root"/etcd/.build-*
-tmp_dirs=()
-cleanup() { [ ${#tmp_dirs[@]} -eq 0 ] || rm -rf "${tmp_dirs[@]}"; }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# go_build MODULE_DIR OUT_DIR LDFLAGS PACKAGE...: a static, path-independent build with the module's own
-# go.mod/go.sum as they are (-mod=readonly), whatever the caller's GOFLAGS or go.work say.
-go_build() {
-  local module=$1 out=$2 ldflags=$3
-  shift 3
-  (cd "$module" && CGO_ENABLED=0 GOWORK=off GOFLAGS='' go build -mod=readonly -trimpath -buildvcs=false \
-    -ldflags "$ldflags" -o "$out/" "$@")
-}
-
-# A build lands in a temp dir next to its final place and is renamed there once it reports the right version.
-install_dir() {
-  local tmp=$1 final=$2
-  rm -rf "$final"
-  mv "$tmp" "$final"
-}
+# --- a build is needed -----------------------------------------------------------------------------------------
+require_go "$kube_module/go.mod" "Kubernetes $kube_version and etcd $etcd_version"
+take_build_lock build-kube kube etcd
 
 if $rebuild || ! kube_ok "$kube_dir" "$kube_version"; then
   started=$SECONDS
   say "building kube-apiserver, kube-controller-manager and kubectl $kube_version with $(go version | cut -d' ' -f3)"
   say "(several minutes on a cold Go build cache)"
-  tmp=$(mktemp -d "$cache_root/kube/.build-XXXXXX")
-  chmod 755 "$tmp"
-  tmp_dirs+=("$tmp")
+  new_build_dir kube
+  tmp=$build_dir
   # Kubernetes' own build (hack/lib/version.sh) stamps these; without them every binary reports v0.0.0.
   # buildDate is the release's module time, so the same sources give the same binaries.
   build_date=$(cd "$kube_module" && GOWORK=off GOFLAGS='' go list -mod=readonly -m \
@@ -172,9 +108,8 @@ fi
 if $rebuild || ! etcd_ok "$etcd_dir" "$etcd_version"; then
   started=$SECONDS
   say "building etcd and etcdctl $etcd_version"
-  tmp=$(mktemp -d "$cache_root/etcd/.build-XXXXXX")
-  chmod 755 "$tmp"
-  tmp_dirs+=("$tmp")
+  new_build_dir etcd
+  tmp=$build_dir
   # etcd's version is a constant in its sources; nothing to stamp.
   go_build "$etcd_module" "$tmp/bin" "-s -w" go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3
   # go names a binary whose package path ends in a major version (/v3) after the element before it.

@@ -492,6 +492,30 @@ class ControlPlane:
             )
         return result
 
+    def apply_crd(self, path: Path, *, timeout: float = 30.0) -> None:
+        """Apply the CustomResourceDefinitions in ``path`` and wait until each is Established.
+
+        ``kubectl wait --for=condition=Established`` fails outright (rather than waiting) while a fresh CRD has no
+        status conditions yet, so the wait is retried until ``timeout``.
+        """
+        applied = self.kubectl("apply", "-f", str(path), "-o", "name").stdout.split()
+        deadline = time.monotonic() + timeout
+        for name in applied:
+            while True:
+                left = deadline - time.monotonic()
+                result = self.kubectl(
+                    "wait",
+                    "--for=condition=Established",
+                    name,
+                    f"--timeout={max(1, int(left))}s",
+                    check=False,
+                )
+                if result.returncode == 0:
+                    break
+                if time.monotonic() >= deadline:
+                    raise ControlPlaneError(f"{name} not Established within {timeout:.0f} s: {result.stderr}")
+                time.sleep(0.2)
+
     # -- steps of start() ------------------------------------------------------------------------------------
 
     def _prepare_dirs(self) -> None:

@@ -213,3 +213,27 @@ def read_all(bootstrap: str, topic: str, *, timeout: float = 30.0) -> list[Messa
         return records
     finally:
         consumer.close()
+
+
+def wait_for_records(bootstrap: str, topic: str, *, count: int = 1, timeout: float = 120.0) -> list[Message]:
+    """Every record of ``topic`` once it holds at least ``count`` (polling its end offsets).
+
+    Raises TopicError naming the topic, how many records it holds and the wait if it holds fewer after
+    ``timeout`` seconds (or if it does not exist by then).
+    """
+    deadline = time.monotonic() + timeout
+    held = 0
+    last_error: TopicError | None = None
+    while time.monotonic() < deadline:
+        try:
+            held = sum(end_offsets(bootstrap, topic, timeout=min(10.0, timeout)).values())
+            last_error = None
+        except TopicError as exc:  # not created yet, or the broker is still starting
+            last_error = exc
+        if held >= count:
+            return read_all(bootstrap, topic, timeout=max(10.0, deadline - time.monotonic()))
+        time.sleep(1.0)
+    cause = f" (last error: {last_error})" if last_error is not None else ""
+    raise TopicError(
+        f"topic {topic!r} on {bootstrap} holds {held} record(s) after {timeout:.0f} s; waited for {count}{cause}"
+    )

@@ -438,8 +438,15 @@ def _describe(kafka: _Kafka, names: Sequence[str]) -> tuple[dict[str, CurrentTop
         futures = kafka.request(
             kafka.admin.describe_configs, f"describing topics {sorted(shapes)}", resources, operation=False
         )
-        kafka.gather(futures, lambda name: f"describing the config of topic {name!r}")
-        for name, future in futures.items():
+        # A topic listed in the metadata but unknown to describe_configs is being deleted: it counts as absent.
+        described = kafka.gather(
+            futures,
+            lambda name: f"describing the config of topic {name!r}",
+            tolerate=frozenset({KafkaError.UNKNOWN_TOPIC_OR_PART}),
+        )
+        shapes = {name: shape for name, shape in shapes.items() if name in described}
+        for name in described:
+            future = futures[name]
             configs[name] = {
                 key: entry.value
                 for key, entry in future.result().items()

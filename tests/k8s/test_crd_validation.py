@@ -77,10 +77,7 @@ INVALID = [
 
 @pytest.fixture(scope="module")
 def crd(control_plane):
-    control_plane.kubectl("apply", "-f", str(CRD))
-    control_plane.kubectl(
-        "wait", "--for=condition=Established", "crd/streamingpipelines.streaming.sluice.dev"
-    )
+    control_plane.apply_crd(CRD)
 
 
 def apply(control_plane, namespace: str, body: dict, tmp_path: Path):

@@ -11,6 +11,7 @@ in the cluster tier.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -55,10 +56,7 @@ def wait_for(check: Callable[[], object], *, timeout: float = 60, what: str = "c
 @pytest.fixture(scope="module")
 def operator(control_plane, tmp_path_factory):
     """The operator process, authenticated as system:serviceaccount:sluice-system:sluice-operator."""
-    control_plane.kubectl("apply", "-f", str(CRD))
-    control_plane.kubectl(
-        "wait", "--for=condition=Established", "crd/streamingpipelines.streaming.sluice.dev"
-    )
+    control_plane.apply_crd(CRD)
     control_plane.kubectl("create", "namespace", "sluice-system", check=False)
     control_plane.kubectl("apply", "-f", str(RBAC))
     work = tmp_path_factory.mktemp("operator")
@@ -536,3 +534,47 @@ def test_sample_pipeline_is_reconciled(
         )
         assert client.ApiClient().sanitize_for_serialization(container.resources) == expected["resources"]
     api["custom"].delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+
+
+def _readme_listing() -> list[list[str]]:
+    """The rows of k8s/README.md's expected `kubectl get spipe` block, without the AGE column."""
+    text = (ROOT / "k8s" / "README.md").read_text()
+    block = text.split("<!-- expected-get-spipe", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    return [re.split(r"\s{2,}", line.strip())[:-1] for line in block.strip().splitlines()]
+
+
+@pytest.mark.timeout(300)
+def test_samples_listing_matches_the_readme(control_plane, operator, api, namespace, kafka_broker, tmp_path):
+    """All samples in one namespace, their pods "running" and volumes "bound": `kubectl get spipe` prints what
+    k8s/README.md says it prints."""
+    names = []
+    for sample in SAMPLES:
+        body = yaml.safe_load(sample.read_text())
+        body["spec"]["kafka"]["bootstrapServers"] = kafka_broker.bootstrap_servers
+        topics = body["spec"]["kafka"].setdefault("topics", {})
+        for role in ("source", "processed", "windowed", "alerts", "deadLetter"):
+            topics.setdefault(role, {})["name"] = f"{sample.stem}-{role}-{uuid.uuid4().hex[:6]}"
+        assert apply(control_plane, namespace, body, tmp_path).returncode == 0
+        names.append(body["metadata"]["name"])
+
+    def settled() -> bool:
+        """Play kubelet and volume binder until every pipeline shows the phase its spec leads to."""
+        done = True
+        for claim in api["core"].list_namespaced_persistent_volume_claim(namespace).items:
+            if claim.status.phase != "Bound":
+                api["core"].patch_namespaced_persistent_volume_claim_status(
+                    claim.metadata.name, namespace, {"status": {"phase": "Bound"}}
+                )
+        for name in names:
+            for pod in pods(api, namespace, name).values():
+                if pod.status.phase != "Running":
+                    set_phase(api, namespace, pod.metadata.name, "Running")
+            cr = get_cr(api, namespace, name)
+            want = "Suspended" if cr["spec"].get("suspend") else "Running"
+            done = done and cr.get("status", {}).get("phase") == want
+        return done
+
+    wait_for(settled, timeout=120, what="every sample Running (or Suspended)")
+    listed = control_plane.kubectl("get", "spipe", "-n", namespace).stdout
+    rows = [re.split(r"\s{2,}", line.strip())[:-1] for line in listed.strip().splitlines()]
+    assert rows == _readme_listing(), listed

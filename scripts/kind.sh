@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Sluice on a local kind cluster.
+#
+#   scripts/kind.sh up     create the cluster (k8s/kind-config.yaml), build the images, `kind load` them, and
+#                          helm-install charts/sluice (Kafka, Spark, the operator) with k8s/kind-values.yaml
+#   scripts/kind.sh demo   apply a sample StreamingPipeline, wait until it runs, print its windowed results and
+#                          alerts read from Kafka on the host (localhost:30092)
+#   scripts/kind.sh down   delete the cluster
+#
+# helm, kind and kubectl are built from pinned Go modules (scripts/build-deploy-tools.sh, scripts/build-kube.sh);
+# the images by scripts/build-images.sh with the local Docker engine.
+#
+# Environment:
+#   SLUICE_KIND_CLUSTER     cluster name (default sluice)
+#   SLUICE_KIND_NODE_IMAGE  node image (default kindest/node:v1.34.0: Kubernetes 1.34, pulled by kind if absent)
+#   SLUICE_KAFKA_IMAGE      a local Kafka image to load and use instead of the chart's apache/kafka (pulled by the
+#                           node otherwise), e.g. an offline build honouring the chart's contract
+#   SLUICE_NAMESPACE        namespace of the release and the samples (default sluice)
+#   SLUICE_SAMPLE           sample the demo applies (default k8s/samples/minimal.yaml)
+#   KUBECONFIG              where kind writes the cluster's credentials (kind's default: ~/.kube/config)
+#   PYTHON                  the project's Python (for the demo's Kafka reader; default .venv/bin/python)
+#
+# Exit status: 0 done, 1 failed, 2 bad usage, 3 kind could not create the cluster because the node image is
+# neither present nor pullable (the message has kind's error).
+set -euo pipefail
+
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cluster=${SLUICE_KIND_CLUSTER:-sluice}
+node_image=${SLUICE_KIND_NODE_IMAGE:-kindest/node:v1.34.0}
+namespace=${SLUICE_NAMESPACE:-sluice}
+sample=${SLUICE_SAMPLE:-$repo_root/k8s/samples/minimal.yaml}
+python=${PYTHON:-$repo_root/.venv/bin/python}
+release=sluice
+
+say() { echo "kind.sh: $*" >&2; }
+die() {
+  echo "kind.sh: error: $*" >&2
+  exit 1
+}
+
+usage() {
+  sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+}
+
+# Paths of the pinned tools, from the build scripts' NAME=PATH lines.
+tool_paths() {
+  local line
+  while IFS= read -r line; do
+    case $line in
+      helm=*) helm=${line#helm=} ;;
+      kind=*) kind=${line#kind=} ;;
+      kubectl=*) kubectl=${line#kubectl=} ;;
+    esac
+  done < <(bash "$repo_root/scripts/build-deploy-tools.sh"; bash "$repo_root/scripts/build-kube.sh")
+  if [ -z "${helm:-}" ] || [ -z "${kind:-}" ] || [ -z "${kubectl:-}" ]; then
+    die "could not build helm, kind and kubectl"
+  fi
+}
+
+cluster_exists() {
+  "$kind" get clusters 2>/dev/null | grep -qxF "$cluster"
+}
+
+kube() {
+  "$kubectl" --context "kind-$cluster" "$@"
+}
+
+up() {
+  tool_paths
+  bash "$repo_root/scripts/ensure-docker.sh" >/dev/null
+  if cluster_exists; then
+    say "cluster $cluster exists; reusing it"
+  else
+    say "creating cluster $cluster with node image $node_image"
+    local log
+    log=$(mktemp)
+    if ! "$kind" create cluster --name "$cluster" --image "$node_image" \
+      --config "$repo_root/k8s/kind-config.yaml" --wait 180s 2>&1 | tee "$log" >&2; then
+      if ! docker image inspect "$node_image" >/dev/null 2>&1; then
+        echo "kind.sh: kind cannot create a cluster: node image $node_image is not present and could not be pulled." >&2
+        echo "kind.sh: kind said: $(grep -iE 'error|fail' "$log" | tail -n 3 | tr '\n' ' ')" >&2
+        rm -f "$log"
+        "$kind" delete cluster --name "$cluster" >/dev/null 2>&1 || true
+        exit 3
+      fi
+      rm -f "$log"
+      die "kind create cluster failed (output above)"
+    fi
+    rm -f "$log"
+  fi
+
+  say "building the images"
+  local images spark_image operator_image
+  images=$(bash "$repo_root/scripts/build-images.sh")
+  spark_image=$(sed -n 's/^spark-jobs=//p' <<<"$images")
+  operator_image=$(sed -n 's/^operator=//p' <<<"$images")
+  if [ -z "$spark_image" ] || [ -z "$operator_image" ]; then
+    die "build-images.sh printed no image names: $images"
+  fi
+  local load=("$spark_image" "$operator_image")
+  local kafka_args=()
+  if [ -n "${SLUICE_KAFKA_IMAGE:-}" ]; then
+    load+=("$SLUICE_KAFKA_IMAGE")
+    kafka_args=(--set "kafka.image.repository=${SLUICE_KAFKA_IMAGE%:*}" --set "kafka.image.tag=${SLUICE_KAFKA_IMAGE##*:}")
+  fi
+  say "loading ${load[*]} into $cluster"
+  "$kind" load docker-image --name "$cluster" "${load[@]}" >&2
+
+  say "installing charts/sluice as release $release in namespace $namespace"
+  kube create namespace "$namespace" --dry-run=client -o yaml | kube apply -f - >/dev/null
+  # Pipelines and charts both meet PodSecurity "restricted".
+  kube label --overwrite namespace "$namespace" pod-security.kubernetes.io/enforce=restricted >/dev/null
+  "$helm" dependency build "$repo_root/charts/sluice" >&2
+  "$helm" upgrade --install "$release" "$repo_root/charts/sluice" --kube-context "kind-$cluster" \
+    --namespace "$namespace" --values "$repo_root/k8s/kind-values.yaml" \
+    --set "spark.image.repository=${spark_image%:*}" --set "spark.image.tag=${spark_image##*:}" \
+    --set "operator.image.repository=${operator_image%:*}" --set "operator.image.tag=${operator_image##*:}" \
+    "${kafka_args[@]}" --wait --timeout 10m >&2
+  "$helm" test "$release" --kube-context "kind-$cluster" --namespace "$namespace" --timeout 5m >&2
+  say "ready: kubectl --context kind-$cluster -n $namespace get pods; next: make kind-demo"
+}
+
+demo() {
+  tool_paths
+  cluster_exists || die "no kind cluster $cluster: run make kind-up first"
+  [ -f "$sample" ] || die "sample $sample not found; samples are in $repo_root/k8s/samples/"
+  local name
+  name=$(awk '/^metadata:/ { m = 1; next } m && /^  name:/ { print $2; exit }' "$sample")
+  [ -n "$name" ] || die "$sample has no metadata.name"
+  say "applying $sample (StreamingPipeline $name) in namespace $namespace"
+  kube apply --namespace "$namespace" -f "$sample" >&2
+  say "waiting for $name to be Running (first start pulls nothing but takes a minute or two)"
+  if ! kube wait --namespace "$namespace" --for=jsonpath='{.status.phase}'=Running \
+    "streamingpipeline/$name" --timeout 10m >&2; then
+    kube get --namespace "$namespace" streamingpipeline "$name" -o yaml >&2 || true
+    kube get --namespace "$namespace" pods -l "streaming.sluice.dev/pipeline=$name" >&2 || true
+    die "$name did not reach phase Running within 10 min (its status and pods are above)"
+  fi
+  kube get --namespace "$namespace" streamingpipelines >&2
+  kube get --namespace "$namespace" pods -l "streaming.sluice.dev/pipeline=$name" >&2
+  local topics
+  topics=$(kube get --namespace "$namespace" streamingpipeline "$name" \
+    -o jsonpath='{.spec.kafka.topics.windowed.name} {.spec.kafka.topics.alerts.name}')
+  # shellcheck disable=SC2086 # two topic names
+  "$python" -m sluice_local peek --bootstrap localhost:30092 --timeout 300 --show 5 $topics
+}
+
+down() {
+  tool_paths
+  if cluster_exists; then
+    "$kind" delete cluster --name "$cluster" >&2
+  else
+    say "no cluster $cluster"
+  fi
+}
+
+case "${1:-}" in
+  up) up ;;
+  demo) demo ;;
+  down) down ;;
+  -h | --help) usage ;;
+  *)
+    echo "kind.sh: error: unknown command '${1:-}'; accepted: up, demo, down" >&2
+    usage
+    exit 2
+    ;;
+esac

@@ -1,0 +1,118 @@
+"""The sluice-spark chart rendered with the real helm: one master, N workers, the UI Service and the shared
+checkpoint volume."""
+
+from __future__ import annotations
+
+import pytest
+from rendering import all_of, container, env_of, find
+
+pytestmark = pytest.mark.charts
+
+CHART = "sluice-spark"
+
+
+def test_defaults_one_master_two_workers_on_the_project_image(render):
+    objects = render(CHART, release="sluice-spark", namespace="data")
+    master = find(objects, "Deployment", "sluice-spark-master")
+    assert master["spec"]["replicas"] == 1
+    assert master["spec"]["strategy"] == {"type": "Recreate"}
+    m = container(master, "master")
+    assert m["image"] == "sluice/spark-jobs:0.1.0"
+    assert m["command"] == ["spark-class", "org.apache.spark.deploy.master.Master"]
+    assert m["args"] == ["--host", "$(POD_IP)", "--port", "7077", "--webui-port", "8080"]
+    assert env_of(m)["POD_IP"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+
+    workers = find(objects, "Deployment", "sluice-spark-worker")
+    assert workers["spec"]["replicas"] == 2
+    w = container(workers, "worker")
+    assert w["args"] == [
+        "--host",
+        "$(POD_IP)",
+        "--cores",
+        "1",
+        "--memory",
+        "1g",
+        "--webui-port",
+        "8081",
+        "--work-dir",
+        "/tmp/spark-work",
+        "spark://sluice-spark-master:7077",
+    ]
+    # Both run as the image's spark user (uid 185), as the pipelines' pods do.
+    for workload in (master, workers):
+        pod = workload["spec"]["template"]["spec"]["securityContext"]
+        assert (pod["runAsUser"], pod["runAsGroup"], pod["fsGroup"], pod["runAsNonRoot"]) == (
+            185,
+            185,
+            185,
+            True,
+        )
+
+    rpc = find(objects, "Service", "sluice-spark-master")
+    assert {(p["name"], p["port"]) for p in rpc["spec"]["ports"]} == {("rpc", 7077), ("ui", 8080)}
+    ui = find(objects, "Service", "sluice-spark-ui")
+    assert ui["spec"]["type"] == "ClusterIP"
+    assert "nodePort" not in ui["spec"]["ports"][0]
+    assert not all_of(objects, "PersistentVolumeClaim")
+
+
+def test_worker_count_resources_and_node_port_ui(render):
+    objects = render(
+        CHART,
+        {
+            "worker": {"replicas": 3, "cores": 2, "memory": "3g", "resources": {"limits": {"memory": "4Gi"}}},
+            "ui": {"type": "NodePort", "nodePort": 30080},
+        },
+        release="s",
+    )
+    workers = find(objects, "Deployment", "s-sluice-spark-worker")
+    assert workers["spec"]["replicas"] == 3
+    w = container(workers, "worker")
+    assert w["args"][w["args"].index("--cores") + 1] == "2"
+    assert w["args"][w["args"].index("--memory") + 1] == "3g"
+    # Helm merges maps: the limit is replaced, the default requests stay.
+    assert w["resources"] == {"limits": {"memory": "4Gi"}, "requests": {"cpu": "500m", "memory": "1536Mi"}}
+    ui = find(objects, "Service", "s-sluice-spark-ui")
+    assert (ui["spec"]["type"], ui["spec"]["ports"][0]["nodePort"]) == ("NodePort", 30080)
+    # The helm test waits for exactly that many ALIVE workers.
+    test_pod = find(objects, "Pod", "s-sluice-spark-test")
+    assert "want = 3" in container(test_pod, "master-answers")["command"][2]
+
+
+def test_shared_checkpoints_create_a_kept_claim_the_workers_mount(render):
+    objects = render(CHART, {"sharedCheckpoints": {"enabled": True, "size": "50Gi"}}, release="sluice-spark")
+    claim = find(objects, "PersistentVolumeClaim", "sluice-spark-checkpoints")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "50Gi"
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    workers = find(objects, "Deployment", "sluice-spark-worker")
+    mounts = {m["name"]: m["mountPath"] for m in container(workers, "worker")["volumeMounts"]}
+    assert mounts["checkpoints"] == "/var/lib/sluice"
+    volumes = {v["name"]: v for v in workers["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["checkpoints"]["persistentVolumeClaim"] == {"claimName": "sluice-spark-checkpoints"}
+
+
+def test_an_existing_checkpoint_claim_is_mounted_not_created(render):
+    objects = render(CHART, {"sharedCheckpoints": {"enabled": True, "existingClaim": "nfs-state"}})
+    assert not all_of(objects, "PersistentVolumeClaim")
+    workers = find(objects, "Deployment", "t-sluice-spark-worker")
+    volumes = {v["name"]: v for v in workers["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["checkpoints"]["persistentVolumeClaim"] == {"claimName": "nfs-state"}
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"worker": {"memory": "lots"}}, "at '/worker/memory'"),
+        ({"worker": {"cores": 0}}, "at '/worker/cores': minimum: got 0, want 1"),
+        ({"worker": {"replicas": -1}}, "at '/worker/replicas'"),
+        ({"ui": {"type": "Ingress"}}, "value must be one of 'ClusterIP', 'NodePort', 'LoadBalancer'"),
+        (
+            {"sharedCheckpoints": {"accessModes": ["ReadWriteSometimes"]}},
+            "at '/sharedCheckpoints/accessModes/0'",
+        ),
+        ({"workers": 3}, "additional properties 'workers' not allowed"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_value(render_error, values, message):
+    assert message in render_error(CHART, values)
