@@ -1,24 +1,33 @@
 """Fixtures shared by every tier, each started on first use and shared by the test session: a local SparkSession
-(UTC, with the Kafka connector), a real single-node Kafka broker, and a real control plane (etcd + kube-apiserver +
-kube-controller-manager) with an admin API client."""
+(UTC, with the Kafka connector), a real single-node Kafka broker, a real control plane (etcd + kube-apiserver +
+kube-controller-manager) with an admin API client, and the real helm binary rendering the charts."""
 
 from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+import yaml
 
 if TYPE_CHECKING:
     from kubernetes import client
 
     from sluice_local.control_plane import ControlPlane
 
+
+ROOT = Path(__file__).resolve().parents[1]
+CHARTS = ROOT / "charts"
+DEPLOY_TOOLS_SCRIPT = ROOT / "scripts" / "build-deploy-tools.sh"
 
 RESTRICTED_LABELS = {
     "pod-security.kubernetes.io/enforce": "restricted",
@@ -146,3 +155,101 @@ def namespace(
         yield name
     finally:
         core.delete_namespace(name, propagation_policy="Background")
+
+
+# --- Helm ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Helm:
+    """The helm binary, run with no repositories or plugins of the user's (a private config and cache dir)."""
+
+    binary: Path
+    home: Path
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(self.home),
+            "HELM_CACHE_HOME": str(self.home / "cache"),
+            "HELM_CONFIG_HOME": str(self.home / "config"),
+            "HELM_DATA_HOME": str(self.home / "data"),
+        }
+        result = subprocess.run(
+            [str(self.binary), *args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            pytest.fail(f"helm {' '.join(args)} failed (exit {result.returncode}):\n{result.stderr}")
+        return result
+
+    def template(
+        self, chart: str, values: dict | None = None, *, release: str = "t", namespace: str = "sluice"
+    ) -> subprocess.CompletedProcess[str]:
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml") as file:
+            yaml.safe_dump(values or {}, file)
+            file.flush()
+            return self.run(
+                "template",
+                release,
+                str(CHARTS / chart),
+                "--namespace",
+                namespace,
+                "--include-crds",
+                "--values",
+                file.name,
+                check=False,
+            )
+
+
+@pytest.fixture(scope="session")
+def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    result = subprocess.run(
+        ["bash", str(DEPLOY_TOOLS_SCRIPT)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"{DEPLOY_TOOLS_SCRIPT} failed (exit {result.returncode}):\n{result.stderr}")
+    paths = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    helm = Helm(binary=Path(paths["helm"]), home=tmp_path_factory.mktemp("helm-home"))
+    # The umbrella chart packs the component charts beside it.
+    helm.run("dependency", "build", str(CHARTS / "sluice"))
+    return helm
+
+
+Objects = list[dict]
+
+
+@pytest.fixture(scope="session")
+def render(helm: Helm) -> Callable[..., Objects]:
+    """render(chart, values=None, release="t", namespace="sluice") -> the rendered objects (test hooks included)."""
+
+    def _render(chart: str, values: dict | None = None, **kwargs: str) -> Objects:
+        result = helm.template(chart, values, **kwargs)
+        if result.returncode != 0:
+            pytest.fail(f"helm template {chart} with {values} failed:\n{result.stderr}")
+        return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+    return _render
+
+
+@pytest.fixture(scope="session")
+def render_error(helm: Helm) -> Callable[..., str]:
+    """render_error(chart, values) -> helm's error message; fails the test if the chart renders."""
+
+    def _render_error(chart: str, values: dict) -> str:
+        result = helm.template(chart, values)
+        if result.returncode == 0:
+            pytest.fail(f"helm template {chart} accepted {values}")
+        return result.stderr
+
+    return _render_error

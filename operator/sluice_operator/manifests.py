@@ -281,8 +281,9 @@ def _pod(
                     "name": component,
                     "image": spec.spark.image,
                     "imagePullPolicy": spec.spark.image_pull_policy,
-                    "command": command,
-                    "args": args,
+                    # No `command`: the image's entrypoint (tini in the project's image) stays PID 1, forwards
+                    # SIGTERM to the program and reaps orphans.
+                    "args": [*command, *args],
                     "env": env,
                     "resources": resources,
                     "volumeMounts": mounts,

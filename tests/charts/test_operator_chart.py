@@ -25,7 +25,8 @@ def test_defaults_one_recreated_replica_with_probes_and_metrics(render):
     assert pod["serviceAccountName"] == "sluice-operator"
     c = container(deployment, "operator")
     assert c["image"] == "sluice/operator:0.1.0"
-    assert c["args"] == ["--liveness=http://0.0.0.0:8080/healthz"]
+    assert "command" not in c  # the image's entrypoint (tini) runs the args
+    assert c["args"] == ["python3", "-m", "sluice_operator", "--liveness=http://0.0.0.0:8080/healthz"]
     assert env_of(c) == {
         "SLUICE_WATCH_NAMESPACE": "",
         "SLUICE_RECONCILE_INTERVAL": "10",
@@ -70,7 +71,7 @@ def test_settings_values_become_the_operator_environment(render):
         "SLUICE_DELETE_RETRY_DELAY": "0.5",
         "SLUICE_METRICS_PORT": "0",
     }
-    assert c["args"] == ["--liveness=http://0.0.0.0:8181/healthz", "--verbose"]
+    assert c["args"][3:] == ["--liveness=http://0.0.0.0:8181/healthz", "--verbose"]
     assert [p["name"] for p in c["ports"]] == ["health"]
     # No metrics: no metrics Service, and no helm test that would wait for one.
     assert not all_of(objects, "Service")

@@ -18,14 +18,31 @@ def test_defaults_one_master_two_workers_on_the_project_image(render):
     assert master["spec"]["strategy"] == {"type": "Recreate"}
     m = container(master, "master")
     assert m["image"] == "sluice/spark-jobs:0.1.0"
-    assert m["command"] == ["spark-class", "org.apache.spark.deploy.master.Master"]
-    assert m["args"] == ["--host", "$(POD_IP)", "--port", "7077", "--webui-port", "8080"]
+    assert "command" not in m  # the image's entrypoint (tini) runs the program
+    assert m["args"] == [
+        "spark-class",
+        "org.apache.spark.deploy.master.Master",
+        "--host",
+        "$(POD_IP)",
+        "--port",
+        "7077",
+        "--webui-port",
+        "8080",
+    ]
     assert env_of(m)["POD_IP"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    # Kubernetes expands $(POD_IP) only from variables defined earlier in the list.
+    names = [e["name"] for e in m["env"]]
+    assert env_of(m)["SPARK_LOCAL_IP"] == "$(POD_IP)" and names.index("POD_IP") < names.index(
+        "SPARK_LOCAL_IP"
+    )
 
     workers = find(objects, "Deployment", "sluice-spark-worker")
     assert workers["spec"]["replicas"] == 2
     w = container(workers, "worker")
+    assert "command" not in w
     assert w["args"] == [
+        "spark-class",
+        "org.apache.spark.deploy.worker.Worker",
         "--host",
         "$(POD_IP)",
         "--cores",
@@ -76,7 +93,7 @@ def test_worker_count_resources_and_node_port_ui(render):
     assert (ui["spec"]["type"], ui["spec"]["ports"][0]["nodePort"]) == ("NodePort", 30080)
     # The helm test waits for exactly that many ALIVE workers.
     test_pod = find(objects, "Pod", "s-sluice-spark-test")
-    assert "want = 3" in container(test_pod, "master-answers")["command"][2]
+    assert "want = 3" in container(test_pod, "master-answers")["args"][2]
 
 
 def test_shared_checkpoints_create_a_kept_claim_the_workers_mount(render):

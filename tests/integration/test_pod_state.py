@@ -35,8 +35,9 @@ pytestmark = pytest.mark.integration
 
 def pod_process(plan, volume: Path, log: Path) -> subprocess.Popen:
     (container,) = plan.manifest["spec"]["containers"]
-    command = [sys.executable if c == "python3" else c for c in container["command"]]
-    args = [a.replace(STATE_MOUNT, str(volume)) for a in container["args"]]
+    program, flags = container["args"][:3], container["args"][3:]  # python3 -m spark_jobs.<job>, its flags
+    command = [sys.executable if c == "python3" else c for c in program]
+    args = [a.replace(STATE_MOUNT, str(volume)) for a in flags]
     args += ["--jars", ",".join(str(j) for j in connector_jars())]  # baked into the image's pyspark
     env = {**os.environ, **{e["name"]: e["value"] for e in container["env"] if "value" in e}}
     env["PYSPARK_PYTHON"] = sys.executable

@@ -524,7 +524,7 @@ def test_sample_pipeline_is_reconciled(
         (container,) = pod.spec.containers
         (expected,) = built["spec"]["containers"]
         assert (container.command, container.args, container.image) == (
-            expected["command"],
+            None,
             expected["args"],
             expected["image"],
         )

@@ -29,6 +29,13 @@ SPEC = parse_spec(
 )
 
 
+def flags(container: dict) -> list[str]:
+    """The flags of a pod's program: its args after ``python3 -m <module>``."""
+    program = container["args"][:3]
+    assert program[:2] == ["python3", "-m"] and program[2].startswith("spark_jobs."), container["args"]
+    return container["args"][3:]
+
+
 def plan(component: str, spec=SPEC, generation: int = 0) -> m.PodPlan:
     return m.pod_plan(
         pipeline="demo", namespace="team-a", spec=spec, component=component, generation=generation
@@ -87,8 +94,9 @@ def test_pods_meet_restricted_pod_security(component):
 def test_basic_job_flags_parse_to_the_spec_values():
     p = plan("basic")
     container = p.manifest["spec"]["containers"][0]
-    assert container["command"] == ["python3", "-m", "spark_jobs.basic"]
-    opts = basic.options_from(basic.build_parser().parse_args(container["args"]))
+    assert "command" not in container  # the image's entrypoint (tini) runs the program
+    assert container["args"][:3] == ["python3", "-m", "spark_jobs.basic"]
+    opts = basic.options_from(basic.build_parser().parse_args(flags(container)))
     assert (opts.window, opts.slide, opts.file_format) == (Duration(20_000), Duration(10_000), "json")
     assert opts.common.bootstrap_servers == "kafka.data:9092" and opts.common.trigger == Trigger(
         interval=Duration(2000)
@@ -111,7 +119,7 @@ def test_basic_job_flags_parse_to_the_spec_values():
 
 def test_windowed_and_anomaly_flags_parse_to_the_spec_values():
     w = windowed.options_from(
-        windowed.build_parser().parse_args(plan("windowed").manifest["spec"]["containers"][0]["args"])
+        windowed.build_parser().parse_args(flags(plan("windowed").manifest["spec"]["containers"][0]))
     )
     assert (w.tumbling_window, w.sliding_window, w.status_window) == (
         Duration(10_000),
@@ -120,7 +128,7 @@ def test_windowed_and_anomaly_flags_parse_to_the_spec_values():
     )
     a = anomaly.options_from(
         anomaly.build_parser().parse_args(
-            plan("anomaly", generation=2).manifest["spec"]["containers"][0]["args"]
+            flags(plan("anomaly", generation=2).manifest["spec"]["containers"][0])
         )
     )
     assert (a.threshold, a.alerts_topic, a.common.output_mode) == (2.5, "alerts-v2", "update")
@@ -128,7 +136,7 @@ def test_windowed_and_anomaly_flags_parse_to_the_spec_values():
 
 
 def test_generator_flags_parse_to_the_spec_values():
-    args = plan("generator").manifest["spec"]["containers"][0]["args"]
+    args = flags(plan("generator").manifest["spec"]["containers"][0])
     config = config_from(generator_parser().parse_args(args))
     assert (config.rate, config.devices, config.seed, config.malformed_fraction) == (250.0, 4, 9, 0.01)
     assert config.topic == "stream_data_topic" and config.duration is None and config.count is None
@@ -173,7 +181,7 @@ def test_existing_claim_is_shared_under_the_pipelines_own_directory():
     assert state == {"name": "state", "mountPath": "/var/lib/sluice"}
     (volume,) = [v for v in pod["volumes"] if v["name"] == "state"]
     assert volume["persistentVolumeClaim"]["claimName"] == "spark-shared"
-    opts = windowed.options_from(windowed.build_parser().parse_args(pod["containers"][0]["args"]))
+    opts = windowed.options_from(windowed.build_parser().parse_args(flags(pod["containers"][0])))
     assert opts.common.master == "spark://sluice-spark-master:7077"
     assert opts.common.checkpoint_root == "/var/lib/sluice/team-a/demo/checkpoints/windowed/g0"
     assert ("spark.driver.host", "$(SPARK_DRIVER_HOST)") in opts.common.spark_conf
