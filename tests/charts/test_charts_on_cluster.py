@@ -219,3 +219,53 @@ def test_umbrella_names_match_the_samples_and_components_can_be_left_out(render)
     assert {o["kind"] for o in without} >= {"Deployment", "CustomResourceDefinition"}
     assert not all_of(without, "StatefulSet")
     assert [d["metadata"]["name"] for d in all_of(without, "Deployment")] == ["sluice-operator"]
+
+
+@pytest.mark.timeout(300)
+def test_helm_installs_upgrades_and_uninstalls_the_umbrella_chart(helm, control_plane, k8s_api, namespace):
+    """A real `helm install` into the API server (no kubelet here, so pods stay Pending and `--wait` is not
+    used): the CRD and every object exist with the chart's names, an upgrade changes the Spark workers, and
+    `helm uninstall` removes what the release owns but keeps the shared checkpoint claim (resource-policy keep)."""
+    kubeconfig = f"--kubeconfig={control_plane.kubeconfig}"
+    chart = str(ROOT / "charts" / "sluice")
+    # The operator's ClusterRole and binding are cluster-wide: named after the test's namespace, they cannot meet
+    # the k8s tier's (k8s/operator/rbac.yaml also says sluice-operator).
+    operator = f"{namespace[:40]}-op"
+    values = [
+        "--set",
+        "spark.sharedCheckpoints.enabled=true",
+        "--set",
+        f"operator.fullnameOverride={operator}",
+    ]
+    install = helm.run("install", "sluice", chart, "--namespace", namespace, kubeconfig, *values, check=False)
+    assert install.returncode == 0, install.stderr
+    assert "kubectl -n " + namespace + " apply -f k8s/samples/minimal.yaml" in install.stdout  # the NOTES
+
+    apps = client.AppsV1Api(k8s_api)
+    core = client.CoreV1Api(k8s_api)
+    assert {d.metadata.name for d in apps.list_namespaced_deployment(namespace).items} == {
+        "sluice-spark-master",
+        "sluice-spark-worker",
+        operator,
+    }
+    rbac = client.RbacAuthorizationV1Api(k8s_api)
+    assert rbac.read_cluster_role_binding(operator).subjects[0].namespace == namespace
+    assert [s.metadata.name for s in apps.list_namespaced_stateful_set(namespace).items] == ["sluice-kafka"]
+    client.ApiextensionsV1Api(k8s_api).read_custom_resource_definition(
+        "streamingpipelines.streaming.sluice.dev"
+    )
+
+    upgrade = helm.run(
+        "upgrade", "sluice", chart, "--namespace", namespace, kubeconfig, *values,
+        "--set", "spark.worker.replicas=3", check=False,
+    )  # fmt: skip
+    assert upgrade.returncode == 0, upgrade.stderr
+    assert apps.read_namespaced_deployment("sluice-spark-worker", namespace).spec.replicas == 3
+
+    uninstall = helm.run("uninstall", "sluice", "--namespace", namespace, kubeconfig, check=False)
+    assert uninstall.returncode == 0, uninstall.stderr
+    assert not apps.list_namespaced_deployment(namespace).items
+    assert not apps.list_namespaced_stateful_set(namespace).items
+    claims = [c.metadata.name for c in core.list_namespaced_persistent_volume_claim(namespace).items]
+    assert claims == ["sluice-spark-checkpoints"]
+    assert operator not in {r.metadata.name for r in rbac.list_cluster_role().items}
