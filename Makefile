@@ -64,7 +64,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
-	shellcheck -x scripts/*.sh scripts/lib/*.sh .ci/run
+	shellcheck -x scripts/*.sh scripts/lib/*.sh images/kafka/bin/*.sh .ci/run
 
 format: venv
 	$(BIN)/ruff format .

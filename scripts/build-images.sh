@@ -3,6 +3,8 @@
 #
 #   sluice/spark-jobs:<version>  images/spark-jobs/Dockerfile: the jobs and generator on Spark, Kafka connector in
 #   sluice/operator:<version>    images/operator/Dockerfile: the kopf operator
+#   sluice/kafka:<kafka version> images/kafka/Dockerfile: Kafka from the pinned Maven jars, an offline stand-in
+#                                for apache/kafka honouring the sluice-kafka chart's contract
 #
 # <version> is the project's version in pyproject.toml. The base image is the offline stand-in for Debian's
 # bookworm-slim built by scripts/build-base-image.sh, unless `--base IMAGE` names another one (e.g. the public
@@ -18,7 +20,7 @@
 # about a second. A cold run takes a few minutes.
 #
 # Usage: scripts/build-images.sh [--base IMAGE] [--rebuild]
-# Prints `spark-jobs=<image>` and `operator=<image>` on stdout; progress goes to stderr.
+# Prints `spark-jobs=<image>`, `operator=<image>` and `kafka=<image>` on stdout; progress goes to stderr.
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -206,37 +208,24 @@ project_wheel() {
 work=$(mktemp -d "${TMPDIR:-/tmp}/sluice-images.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-# build_image NAME TAG EXTRA_INPUTS REQUIREMENT_NAMES...: build images/NAME as TAG from a prepared context (its
-# Dockerfile, requirements.txt, wheels/, project/, and for spark-jobs jars/) unless TAG exists with the same inputs.
-build_image() {
-  local name=$1 tag=$2 extra_inputs=$3 pins wheels inputs built old_id context step_started
-  shift 3
-  mapfile -t pins < <(read_project "$@" | tail -n +2)
-  [ ${#pins[@]} -eq $# ] || die "could not read the pins of $* from pyproject.toml"
-  wheels=$(wheelhouse "${pins[@]}")
-  inputs=$({
-    echo "$tag"
-    cat "$repo_root/images/$name/Dockerfile"
-    echo "$base_id ${wheels##*/} $project_hash $version $source_url $extra_inputs"
-  } | hash_text)
-  old_id=$(docker image inspect -f '{{ .Id }}' "$tag" 2>/dev/null || true)
-  built=$(docker image inspect -f "{{ index .Config.Labels \"$label\" }}" "$tag" 2>/dev/null || true)
-  if ! $rebuild && [ "$built" = "$inputs" ]; then
-    say "skipped $tag: up to date (inputs $inputs)"
-    echo "$name=$tag"
+# up_to_date TAG INPUTS: whether TAG exists and was built from INPUTS (its label); says so if it was.
+up_to_date() {
+  local built
+  built=$(docker image inspect -f "{{ index .Config.Labels \"$label\" }}" "$1" 2>/dev/null || true)
+  if ! $rebuild && [ "$built" = "$2" ]; then
+    say "skipped $1: up to date (inputs $2)"
     return 0
   fi
-  step_started=$SECONDS
-  project_wheel
-  context=$work/context-$name
-  mkdir -p "$context/wheels" "$context/project"
-  cp "$repo_root/images/$name/Dockerfile" "$context/Dockerfile"
-  printf '%s\n' "${pins[@]}" >"$context/requirements.txt"
-  cp -l "$wheels"/*.whl "$context/wheels/" 2>/dev/null || cp "$wheels"/*.whl "$context/wheels/"
-  cp "$project_wheel_dir"/*.whl "$context/project/"
-  if [ "$name" = spark-jobs ]; then cp -r "$work/jars" "$context/jars"; fi
+  return 1
+}
+
+# build_context TAG INPUTS CONTEXT: docker-build the prepared CONTEXT directory as TAG, labelled with INPUTS, then
+# remove the context, the build stage's image and the image TAG named before.
+build_context() {
+  local tag=$1 inputs=$2 context=$3 old_id step_started=$SECONDS
+  old_id=$(docker image inspect -f '{{ .Id }}' "$tag" 2>/dev/null || true)
   say "building $tag from $base (inputs $inputs)"
-  docker build --build-arg "BASE_IMAGE=$base" --build-arg "VERSION=$version" --build-arg "SOURCE=$source_url" \
+  docker build --build-arg "BASE_IMAGE=$base" --build-arg "SOURCE=$source_url" ${4:+--build-arg "VERSION=$4"} \
     --label "$label=$inputs" -t "$tag" "$context" >&2 || die "docker build of $tag failed (output above)"
   rm -rf "$context"
   # The build stage's image is left behind by the classic builder; it only held the wheels and the venv's build.
@@ -246,7 +235,54 @@ build_image() {
     docker image rm "$old_id" >/dev/null 2>&1 || true
   fi
   say "built $tag in $((SECONDS - step_started)) s ($(image_size "$tag"))"
+}
+
+# build_image NAME TAG EXTRA_INPUTS REQUIREMENT_NAMES...: build images/NAME as TAG from a prepared context (its
+# Dockerfile, requirements.txt, wheels/, project/, and for spark-jobs jars/) unless TAG exists with the same inputs.
+build_image() {
+  local name=$1 tag=$2 extra_inputs=$3 pins wheels inputs context
+  shift 3
+  mapfile -t pins < <(read_project "$@" | tail -n +2)
+  [ ${#pins[@]} -eq $# ] || die "could not read the pins of $* from pyproject.toml"
+  wheels=$(wheelhouse "${pins[@]}")
+  inputs=$({
+    echo "$tag"
+    cat "$repo_root/images/$name/Dockerfile"
+    echo "$base_id ${wheels##*/} $project_hash $version $source_url $extra_inputs"
+  } | hash_text)
+  if ! up_to_date "$tag" "$inputs"; then
+    project_wheel
+    context=$work/context-$name
+    mkdir -p "$context/wheels" "$context/project"
+    cp "$repo_root/images/$name/Dockerfile" "$context/Dockerfile"
+    printf '%s\n' "${pins[@]}" >"$context/requirements.txt"
+    cp -l "$wheels"/*.whl "$context/wheels/" 2>/dev/null || cp "$wheels"/*.whl "$context/wheels/"
+    cp "$project_wheel_dir"/*.whl "$context/project/"
+    if [ "$name" = spark-jobs ]; then cp -r "$work/jars" "$context/jars"; fi
+    build_context "$tag" "$inputs" "$context" "$version"
+  fi
   echo "$name=$tag"
+}
+
+# build_kafka_image TAG KAFKA_VERSION: images/kafka (its Dockerfile, bin/ and config/) with the `kafka-dist` jars as
+# libs/, unless TAG exists with the same inputs.
+build_kafka_image() {
+  local tag=$1 kafka_version=$2 inputs context
+  context=$work/context-kafka
+  mkdir -p "$context/libs"
+  PYTHONPATH=$repo_root "$python" -m sluice_local.artifacts fetch kafka-dist --dest "$context/libs" >/dev/null ||
+    die "could not fetch the Kafka jars (python -m sluice_local.artifacts fetch kafka-dist)"
+  cp -r "$repo_root/images/kafka/Dockerfile" "$repo_root/images/kafka/bin" "$repo_root/images/kafka/config" "$context/"
+  inputs=$({
+    echo "$tag $base_id $source_url"
+    cd "$context" && find . -type f | LC_ALL=C sort | xargs sha256sum
+  } | hash_text)
+  if up_to_date "$tag" "$inputs"; then
+    rm -rf "$context"
+  else
+    build_context "$tag" "$inputs" "$context" "$kafka_version"
+  fi
+  echo "kafka=$tag"
 }
 
 # The connector jars, resolved into the jar cache by the project's own resolver (standard library only).
@@ -257,4 +293,6 @@ jars_hash=$(cd "$work/jars" && sha256sum -- *.jar | hash_text)
 
 build_image spark-jobs "sluice/spark-jobs:$version" "jars $jars_hash" "${spark_jobs_requirements[@]}"
 build_image operator "sluice/operator:$version" "" "${operator_requirements[@]}"
+kafka_version=$(PYTHONPATH=$repo_root "$python" -c 'from sluice_local.artifacts import KAFKA_VERSION; print(KAFKA_VERSION)')
+build_kafka_image "sluice/kafka:$kafka_version" "$kafka_version"
 say "done in $((SECONDS - started)) s"

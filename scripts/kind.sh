@@ -14,7 +14,7 @@
 #   SLUICE_KIND_CLUSTER     cluster name (default sluice)
 #   SLUICE_KIND_NODE_IMAGE  node image (default kindest/node:v1.34.0: Kubernetes 1.34, pulled by kind if absent)
 #   SLUICE_KAFKA_IMAGE      a local Kafka image to load and use instead of the chart's apache/kafka (pulled by the
-#                           node otherwise), e.g. an offline build honouring the chart's contract
+#                           node otherwise), e.g. sluice/kafka:4.1.1 from scripts/build-images.sh
 #   SLUICE_NAMESPACE        namespace of the release and the samples (default sluice)
 #   SLUICE_SAMPLE           sample the demo applies (default k8s/samples/minimal.yaml)
 #   KUBECONFIG              where kind writes the cluster's credentials (kind's default: ~/.kube/config)

@@ -137,7 +137,19 @@ CONNECTOR = JarSet(
     transitive=False,
 )
 
-JAR_SETS: dict[str, JarSet] = {BROKER.name: BROKER, CONNECTOR.name: CONNECTOR}
+#: A Kafka installation's libs/: the broker and the command-line tools (kafka-topics, kafka-metadata-quorum,
+#: kafka-broker-api-versions...), for the offline Kafka image (images/kafka).
+KAFKA_DIST = JarSet(
+    name="kafka-dist",
+    coordinates=(
+        Coordinate("org.apache.kafka", f"kafka_{SCALA_BINARY_VERSION}", KAFKA_VERSION),
+        Coordinate("org.apache.kafka", "kafka-tools", KAFKA_VERSION),
+        Coordinate("org.apache.logging.log4j", "log4j-slf4j-impl", LOG4J_VERSION),
+    ),
+    transitive=True,
+)
+
+JAR_SETS: dict[str, JarSet] = {BROKER.name: BROKER, CONNECTOR.name: CONNECTOR, KAFKA_DIST.name: KAFKA_DIST}
 
 
 def cache_root() -> Path:

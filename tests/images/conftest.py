@@ -17,7 +17,7 @@ BUILD_TIMEOUT_S = 1800
 
 @pytest.fixture(scope="session")
 def images() -> dict[str, str]:
-    """``{"spark-jobs": tag, "operator": tag}``: the first run on a machine builds them (minutes), later runs
+    """``{"spark-jobs": tag, "operator": tag, "kafka": tag}``: the first run on a machine builds them (minutes), later runs
     find them up to date (about a second)."""
     try:
         result = subprocess.run(
@@ -34,5 +34,5 @@ def images() -> dict[str, str]:
         tail = "\n".join(result.stderr.splitlines()[-60:])
         pytest.fail(f"scripts/build-images.sh exited {result.returncode}; the last lines it printed:\n{tail}")
     tags = dict(line.split("=", 1) for line in result.stdout.split())
-    assert set(tags) == {"spark-jobs", "operator"}, result.stdout
+    assert set(tags) == {"spark-jobs", "operator", "kafka"}, result.stdout
     return tags
