@@ -21,6 +21,16 @@ def _produce(bootstrap: str, topic: str, records: list[tuple[str, str, int]]) ->
     assert producer.flush(30) == 0
 
 
+def _peek(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sluice_local", "peek", "--bootstrap", bootstrap, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_peek_prints_the_latest_records_by_timestamp(kafka_broker, topic_factory):
     topic = topic_factory()
     # 2026-01-01T00:00:00Z = 1767225600000 ms; the records arrive out of time order.
@@ -33,26 +43,15 @@ def test_peek_prints_the_latest_records_by_timestamp(kafka_broker, topic_factory
             ("d3", '{"v":3}', 1767225601000),
         ],
     )
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sluice_local",
-            "peek",
-            "--bootstrap",
-            kafka_broker.bootstrap_servers,
-            "--count",
-            "3",
-            "--show",
-            "2",
-            "--timeout",
-            "30",
-            topic,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = _peek(
+        kafka_broker.bootstrap_servers,
+        "--count",
+        "3",
+        "--show",
+        "2",
+        "--timeout",
+        "30",
+        topic,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
@@ -85,22 +84,11 @@ def test_too_few_records_fail_naming_topic_count_and_wait(kafka_broker, topic_fa
 
 
 def test_peek_exits_non_zero_for_a_missing_topic(kafka_broker):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sluice_local",
-            "peek",
-            "--bootstrap",
-            kafka_broker.bootstrap_servers,
-            "--timeout",
-            "3",
-            "no-such-topic",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = _peek(
+        kafka_broker.bootstrap_servers,
+        "--timeout",
+        "3",
+        "no-such-topic",
     )
     assert result.returncode == 1
     assert "no-such-topic" in result.stderr and "does not exist" in result.stderr
