@@ -64,7 +64,8 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
-	shellcheck -x scripts/*.sh scripts/lib/*.sh images/kafka/bin/*.sh .ci/run
+	shellcheck -x scripts/*.sh scripts/lib/*.sh scripts/kind-docker/docker images/kafka/bin/*.sh \
+	  images/kind-node/rootfs/usr/local/bin/* images/node-components/kube-proxy/iptables-wrapper .ci/run
 
 format: venv
 	$(BIN)/ruff format .

@@ -83,19 +83,7 @@ if $rebuild || ! kube_ok "$kube_dir" "$kube_version"; then
   say "(several minutes on a cold Go build cache)"
   new_build_dir kube
   tmp=$build_dir
-  # Kubernetes' own build (hack/lib/version.sh) stamps these; without them every binary reports v0.0.0.
-  # buildDate is the release's module time, so the same sources give the same binaries.
-  build_date=$(cd "$kube_module" && GOWORK=off GOFLAGS='' go list -mod=readonly -m \
-    -f '{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' k8s.io/kubernetes)
-  minor=${kube_version#v*.}
-  minor=${minor%%.*}
-  major=${kube_version#v}
-  major=${major%%.*}
-  ldflags="-s -w"
-  for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $package.gitVersion=$kube_version -X $package.gitMajor=$major -X $package.gitMinor=$minor"
-    ldflags+=" -X $package.gitTreeState=clean -X $package.buildDate=$build_date"
-  done
+  ldflags=$(kube_ldflags "$kube_module" "$kube_version") || die "could not read k8s.io/kubernetes from $kube_module"
   go_build "$kube_module" "$tmp/bin" "$ldflags" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
   kube_ok "$tmp" "$kube_version" ||

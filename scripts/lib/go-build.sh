@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Shared by the scripts that build Sluice's tools from pinned Go modules (build-kube.sh, build-deploy-tools.sh).
+# Shared by the scripts that build Sluice's tools from pinned Go modules (build-kube.sh, build-deploy-tools.sh,
+# build-node-components.sh).
 # Source it after setting `script_name` (the prefix of messages) and `cache_root`.
 : "${script_name:?set script_name before sourcing go-build.sh}" "${cache_root:?set cache_root before sourcing go-build.sh}"
 
@@ -84,6 +85,25 @@ go_build() {
   shift 3
   (cd "$module" && CGO_ENABLED=0 GOWORK=off GOFLAGS='' go build -mod=readonly -trimpath -buildvcs=false \
     -ldflags "$ldflags" -o "$out/" "$@")
+}
+
+# kube_ldflags MODULE_DIR VERSION: the -ldflags that stamp Kubernetes VERSION into the binaries built from
+# MODULE_DIR, as Kubernetes' own build (hack/lib/version.sh) does; without them every binary reports v0.0.0 and
+# kubeadm derives a wrong minimum control-plane version from its own. buildDate is the release's module time, so
+# the same sources give the same binaries. Needs go on PATH (require_go).
+kube_ldflags() {
+  local module=$1 version=$2 build_date major minor package ldflags="-s -w"
+  build_date=$(cd "$module" && GOWORK=off GOFLAGS='' go list -mod=readonly -m \
+    -f '{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' k8s.io/kubernetes) || return 1
+  minor=${version#v*.}
+  minor=${minor%%.*}
+  major=${version#v}
+  major=${major%%.*}
+  for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $package.gitVersion=$version -X $package.gitMajor=$major -X $package.gitMinor=$minor"
+    ldflags+=" -X $package.gitTreeState=clean -X $package.buildDate=$build_date"
+  done
+  echo "$ldflags"
 }
 
 # A build lands in a temp dir next to its final place and is renamed there once it reports the right version.

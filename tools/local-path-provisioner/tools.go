@@ -1,0 +1,11 @@
+//go:build tools
+
+// Package tools pins the storage provisioner of the kind node image (the default StorageClass's
+// rancher.io/local-path): scripts/build-node-components.sh builds its image from this module's
+// local-path-provisioner main package, so go.mod and go.sum fix every dependency. v0.0.30 is the version kind
+// v0.30.0's own local-path-provisioner image is built from (images/local-path-provisioner/Makefile).
+package tools
+
+import (
+	_ "github.com/rancher/local-path-provisioner"
+)
