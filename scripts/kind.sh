@@ -12,13 +12,19 @@
 #
 # Environment:
 #   SLUICE_KIND_CLUSTER     cluster name (default sluice)
-#   SLUICE_KIND_NODE_IMAGE  node image (default kindest/node:v1.34.0: Kubernetes 1.34, pulled by kind if absent)
-#   SLUICE_KAFKA_IMAGE      a local Kafka image to load and use instead of the chart's apache/kafka (pulled by the
-#                           node otherwise), e.g. sluice/kafka:4.1.1 from scripts/build-images.sh
+#   SLUICE_KIND_NODE_IMAGE  node image (default kindest/node:v1.34.0, pulled by kind if absent); `offline` builds
+#                           and uses sluice/kind-node:v1.34.4 (scripts/build-kind-node.sh): no registry needed
+#   SLUICE_KAFKA_IMAGE      Kafka image for the chart (default: sluice/kafka from scripts/build-images.sh, loaded
+#                           into the node like the other images; apache/kafka:4.1.1 makes the node pull the public one)
 #   SLUICE_NAMESPACE        namespace of the release and the samples (default sluice)
-#   SLUICE_SAMPLE           sample the demo applies (default k8s/samples/minimal.yaml)
+#   SLUICE_SAMPLE           pipeline the demo applies (default k8s/kind-pipeline.yaml: minimal, sized for kind)
 #   KUBECONFIG              where kind writes the cluster's credentials (kind's default: ~/.kube/config)
 #   PYTHON                  the project's Python (for the demo's Kafka reader; default .venv/bin/python)
+#
+# kind runs with scripts/kind-docker first on PATH: on hosts whose root lacks a capability Docker grants to
+# --privileged containers (runc then refuses them all), it runs the nodes with the capabilities there are.
+# The node's kubelet sets some host-wide sysctls (vm.overcommit_memory, kernel.panic, kernel.panic_on_oops); `up`
+# records them and `down` puts them back.
 #
 # Exit status: 0 done, 1 failed, 2 bad usage, 3 kind could not create the cluster because the node image is
 # neither present nor pullable (the message has kind's error).
@@ -28,9 +34,11 @@ repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cluster=${SLUICE_KIND_CLUSTER:-sluice}
 node_image=${SLUICE_KIND_NODE_IMAGE:-kindest/node:v1.34.0}
 namespace=${SLUICE_NAMESPACE:-sluice}
-sample=${SLUICE_SAMPLE:-$repo_root/k8s/samples/minimal.yaml}
+sample=${SLUICE_SAMPLE:-$repo_root/k8s/kind-pipeline.yaml}
 python=${PYTHON:-$repo_root/.venv/bin/python}
 release=sluice
+state_dir=${SLUICE_CACHE_DIR:-$HOME/.cache/sluice}/kind-state
+kind_sysctls=(vm.overcommit_memory kernel.panic kernel.panic_on_oops)
 
 say() { echo "kind.sh: $*" >&2; }
 die() {
@@ -39,7 +47,7 @@ die() {
 }
 
 usage() {
-  sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}" >&2
 }
 
 # Paths of the pinned tools, from the build scripts' NAME=PATH lines.
@@ -57,8 +65,45 @@ tool_paths() {
   fi
 }
 
+# kind with the docker wrapper first on PATH (see above).
+kind_() {
+  PATH="$repo_root/scripts/kind-docker:$PATH" "$kind" "$@"
+}
+
+# The local image's id (short): as a pod annotation it rolls the pods when a rebuilt image keeps its tag.
+image_id() {
+  docker image inspect -f '{{ .Id }}' "$1" | sed 's/^sha256://' | cut -c1-16
+}
+
 cluster_exists() {
-  "$kind" get clusters 2>/dev/null | grep -qxF "$cluster"
+  kind_ get clusters 2>/dev/null | grep -qxF "$cluster"
+}
+
+# What a node needs of the host: a `kind` network (made IPv4-only here: kind would ask for a dual-stack one, which
+# hosts without IPv6 routing refuse), inotify limits for the node's systemd and kubelet; and a record of the
+# sysctls the kubelet will change.
+prepare_host() {
+  if ! docker network inspect kind >/dev/null 2>&1; then
+    docker network create --driver bridge --ipv6=false kind >/dev/null
+  fi
+  if [ "$(id -u)" -eq 0 ]; then
+    [ "$(sysctl -n fs.inotify.max_user_watches)" -ge 524288 ] || sysctl -qw fs.inotify.max_user_watches=524288
+    [ "$(sysctl -n fs.inotify.max_user_instances)" -ge 512 ] || sysctl -qw fs.inotify.max_user_instances=512
+  fi
+  mkdir -p "$state_dir"
+  if [ ! -f "$state_dir/$cluster.sysctl" ]; then
+    local name
+    for name in "${kind_sysctls[@]}"; do echo "$name=$(sysctl -n "$name")"; done >"$state_dir/$cluster.sysctl"
+  fi
+}
+
+restore_host() {
+  local file=$state_dir/$cluster.sysctl
+  [ -f "$file" ] || return 0
+  if [ "$(id -u)" -eq 0 ] && ! kind_ get clusters 2>/dev/null | grep -q .; then
+    sysctl -q -p "$file" >/dev/null || say "could not restore the sysctls in $file"
+  fi
+  rm -f "$file"
 }
 
 kube() {
@@ -68,19 +113,26 @@ kube() {
 up() {
   tool_paths
   bash "$repo_root/scripts/ensure-docker.sh" >/dev/null
+  if [ "$node_image" = offline ]; then
+    say "building the offline node image (scripts/build-kind-node.sh)"
+    node_image=$(SLUICE_KIND_NODE_IMAGE='' bash "$repo_root/scripts/build-kind-node.sh" | sed -n 's/^node-image=//p')
+    [ -n "$node_image" ] || die "scripts/build-kind-node.sh did not name the node image it built"
+  fi
+  prepare_host
   if cluster_exists; then
     say "cluster $cluster exists; reusing it"
   else
     say "creating cluster $cluster with node image $node_image"
     local log
     log=$(mktemp)
-    if ! "$kind" create cluster --name "$cluster" --image "$node_image" \
+    if ! kind_ create cluster --name "$cluster" --image "$node_image" \
       --config "$repo_root/k8s/kind-config.yaml" --wait 180s 2>&1 | tee "$log" >&2; then
       if ! docker image inspect "$node_image" >/dev/null 2>&1; then
-        echo "kind.sh: kind cannot create a cluster: node image $node_image is not present and could not be pulled." >&2
+        echo "kind.sh: kind cannot create a cluster: node image $node_image is not present and could not be pulled" \
+          "(SLUICE_KIND_NODE_IMAGE=offline builds one here)." >&2
         echo "kind.sh: kind said: $(grep -iE 'error|fail' "$log" | tail -n 3 | tr '\n' ' ')" >&2
         rm -f "$log"
-        "$kind" delete cluster --name "$cluster" >/dev/null 2>&1 || true
+        kind_ delete cluster --name "$cluster" >/dev/null 2>&1 || true
         exit 3
       fi
       rm -f "$log"
@@ -90,32 +142,35 @@ up() {
   fi
 
   say "building the images"
-  local images spark_image operator_image
+  local images spark_image operator_image kafka_image
   images=$(bash "$repo_root/scripts/build-images.sh")
   spark_image=$(sed -n 's/^spark-jobs=//p' <<<"$images")
   operator_image=$(sed -n 's/^operator=//p' <<<"$images")
+  kafka_image=${SLUICE_KAFKA_IMAGE:-$(sed -n 's/^kafka=//p' <<<"$images")}
   if [ -z "$spark_image" ] || [ -z "$operator_image" ]; then
     die "build-images.sh printed no image names: $images"
   fi
   local load=("$spark_image" "$operator_image")
-  local kafka_args=()
-  if [ -n "${SLUICE_KAFKA_IMAGE:-}" ]; then
-    load+=("$SLUICE_KAFKA_IMAGE")
-    kafka_args=(--set "kafka.image.repository=${SLUICE_KAFKA_IMAGE%:*}" --set "kafka.image.tag=${SLUICE_KAFKA_IMAGE##*:}")
-  fi
+  # A local Kafka image is loaded; a public one (not in the local Docker) is left for the node to pull.
+  if docker image inspect "$kafka_image" >/dev/null 2>&1; then load+=("$kafka_image"); fi
   say "loading ${load[*]} into $cluster"
-  "$kind" load docker-image --name "$cluster" "${load[@]}" >&2
+  kind_ load docker-image --name "$cluster" "${load[@]}" >&2
 
   say "installing charts/sluice as release $release in namespace $namespace"
   kube create namespace "$namespace" --dry-run=client -o yaml | kube apply -f - >/dev/null
   # Pipelines and charts both meet PodSecurity "restricted".
   kube label --overwrite namespace "$namespace" pod-security.kubernetes.io/enforce=restricted >/dev/null
+  # Helm installs CRDs but never upgrades them: apply the chart's copy so an existing cluster gets new fields.
+  kube apply --server-side --force-conflicts -f "$repo_root/charts/sluice-operator/crds/" >/dev/null
   "$helm" dependency build "$repo_root/charts/sluice" >&2
   "$helm" upgrade --install "$release" "$repo_root/charts/sluice" --kube-context "kind-$cluster" \
     --namespace "$namespace" --values "$repo_root/k8s/kind-values.yaml" \
     --set "spark.image.repository=${spark_image%:*}" --set "spark.image.tag=${spark_image##*:}" \
     --set "operator.image.repository=${operator_image%:*}" --set "operator.image.tag=${operator_image##*:}" \
-    "${kafka_args[@]}" --wait --timeout 10m >&2
+    --set-string "spark.podAnnotations.sluice\.dev/image-id=$(image_id "$spark_image")" \
+    --set-string "operator.podAnnotations.sluice\.dev/image-id=$(image_id "$operator_image")" \
+    --set "kafka.image.repository=${kafka_image%:*}" --set "kafka.image.tag=${kafka_image##*:}" \
+    --wait --timeout 10m >&2
   "$helm" test "$release" --kube-context "kind-$cluster" --namespace "$namespace" --timeout 5m >&2
   say "ready: kubectl --context kind-$cluster -n $namespace get pods; next: make kind-demo"
 }
@@ -148,10 +203,11 @@ demo() {
 down() {
   tool_paths
   if cluster_exists; then
-    "$kind" delete cluster --name "$cluster" >&2
+    kind_ delete cluster --name "$cluster" >&2
   else
     say "no cluster $cluster"
   fi
+  restore_host
 }
 
 case "${1:-}" in

@@ -19,7 +19,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from sluice_operator.spec import GROUP, PipelineSpec, Resources
+from sluice_operator.spec import GROUP, DriverResources, PipelineSpec
 
 COMPONENTS = ("generator", "basic", "windowed", "anomaly")
 JOBS = ("basic", "windowed", "anomaly")
@@ -219,9 +219,10 @@ class PodPlan:
     checkpoint_path: str | None
 
 
-def _resources(res: Resources, *, overhead_mib: int) -> dict:
+def _resources(res: DriverResources, *, overhead_mib: int) -> dict:
     memory = f"{_memory_mib(res.memory) + overhead_mib}Mi"
-    return {"requests": {"cpu": str(res.cores), "memory": memory}, "limits": {"memory": memory}}
+    cpu = res.cpu_request or str(res.cores)
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}}
 
 
 def _pod(

@@ -182,6 +182,20 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class DriverResources(Resources):
+    """CPU and memory of a job's driver pod (in local mode, its executors too)."""
+
+    cpu_request: str = spec_field(
+        "",
+        description=(
+            "CPU the pod requests from the scheduler (a Kubernetes quantity: 500m, 1.5); empty requests "
+            "`cores`. Lower it to pack pipelines onto small nodes: Spark still runs `cores` threads."
+        ),
+        pattern=r"^([0-9]+(\.[0-9]+)?m?)?$",
+    )
+
+
+@dataclass(frozen=True)
 class SparkSpec:
     """How the jobs run on Spark."""
 
@@ -205,8 +219,8 @@ class SparkSpec:
     image_pull_policy: str = spec_field(
         "IfNotPresent", description="Pull policy of that image.", enum=("Always", "IfNotPresent", "Never")
     )
-    driver: Resources = spec_field(
-        default_factory=lambda: Resources(cores=2, memory="1g"),
+    driver: DriverResources = spec_field(
+        default_factory=lambda: DriverResources(cores=2, memory="1g"),
         description="Driver resources; in local mode the executors share them.",
     )
     executor: Resources = spec_field(
@@ -595,6 +609,7 @@ _ALL_CLASSES = (
     Topics,
     KafkaSpec,
     Resources,
+    DriverResources,
     SparkSpec,
     CheckpointSpec,
     GeneratorSpec,

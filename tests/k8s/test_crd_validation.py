@@ -65,6 +65,7 @@ INVALID = [
     ("spark.imagePullPolicy", "Sometimes", "spec.spark.imagePullPolicy"),
     ("spark.driver.memory", "1 GB", "spec.spark.driver.memory"),
     ("spark.driver.cores", 0, "spec.spark.driver.cores"),
+    ("spark.driver.cpuRequest", "half", "spec.spark.driver.cpuRequest"),
     ("checkpoints.size", "lots", "spec.checkpoints.size"),
     ("checkpoints.accessModes", ["ReadOnlyMany"], "spec.checkpoints.accessModes[0]"),
     ("checkpoints.accessModes", [], "spec.checkpoints.accessModes"),
@@ -118,7 +119,7 @@ def test_base_pipeline_is_accepted_and_defaulted(control_plane, crd, namespace, 
         "config": {},
     }
     assert spec["jobs"]["anomaly"]["threshold"] == 2.0 and spec["restartPolicy"]["type"] == "OnFailure"
-    assert spec["spark"]["driver"] == {"cores": 2, "memory": "1g"}
+    assert spec["spark"]["driver"] == {"cores": 2, "memory": "1g", "cpuRequest": ""}
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=[s.name for s in SAMPLES])

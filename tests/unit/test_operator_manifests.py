@@ -16,17 +16,16 @@ from spark_jobs.options import Duration, Trigger
 
 pytestmark = pytest.mark.unit
 
-SPEC = parse_spec(
-    {
-        "kafka": {"bootstrapServers": "kafka.data:9092", "topics": {"alerts": {"name": "alerts-v2"}}},
-        "jobs": {
-            "basic": {"window": "20s", "slide": "10s", "fileFormat": "json", "trigger": "2s"},
-            "anomaly": {"threshold": 2.5, "outputMode": "update"},
-        },
-        "generator": {"rate": 250, "devices": 4, "seed": 9, "malformedFraction": 0.01},
-        "spark": {"driver": {"cores": 3, "memory": "2g"}, "conf": {"spark.sql.adaptive.enabled": "false"}},
-    }
-)
+RAW = {
+    "kafka": {"bootstrapServers": "kafka.data:9092", "topics": {"alerts": {"name": "alerts-v2"}}},
+    "jobs": {
+        "basic": {"window": "20s", "slide": "10s", "fileFormat": "json", "trigger": "2s"},
+        "anomaly": {"threshold": 2.5, "outputMode": "update"},
+    },
+    "generator": {"rate": 250, "devices": 4, "seed": 9, "malformedFraction": 0.01},
+    "spark": {"driver": {"cores": 3, "memory": "2g"}, "conf": {"spark.sql.adaptive.enabled": "false"}},
+}
+SPEC = parse_spec(RAW)
 
 
 def flags(container: dict) -> list[str]:
@@ -40,6 +39,19 @@ def plan(component: str, spec=SPEC, generation: int = 0) -> m.PodPlan:
     return m.pod_plan(
         pipeline="demo", namespace="team-a", spec=spec, component=component, generation=generation
     )
+
+
+def test_driver_pods_request_cores_unless_a_cpu_request_is_given():
+    """Spark runs `cores` threads either way (local[3]); the scheduler reserves cpuRequest when it is set."""
+    small = parse_spec(
+        {**RAW, "spark": {**RAW["spark"], "driver": {"cores": 3, "memory": "2g", "cpuRequest": "250m"}}}
+    )
+    default, reduced = plan("windowed"), plan("windowed", spec=small)
+    assert default.manifest["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "3"
+    assert reduced.manifest["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "250m"
+    assert "local[3]" in reduced.manifest["spec"]["containers"][0]["args"]
+    # 2g heap + 384 MiB overhead, requested and limited, whatever the CPU request
+    assert reduced.manifest["spec"]["containers"][0]["resources"]["requests"]["memory"] == "2432Mi"
 
 
 def test_pvc():
