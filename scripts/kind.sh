@@ -133,6 +133,7 @@ up() {
         echo "kind.sh: kind said: $(grep -iE 'error|fail' "$log" | tail -n 3 | tr '\n' ' ')" >&2
         rm -f "$log"
         kind_ delete cluster --name "$cluster" >/dev/null 2>&1 || true
+        restore_host
         exit 3
       fi
       rm -f "$log"
