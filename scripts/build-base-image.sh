@@ -19,7 +19,6 @@ suite=bookworm
 packages=(bash ca-certificates openjdk-17-jre-headless procps python3 python3-venv tini)
 cache_root=${SLUICE_CACHE_DIR:-$HOME/.cache/sluice}
 label=dev.sluice.inputs
-rebuild=false
 
 say() { echo "build-base-image: $*" >&2; }
 die() {
@@ -30,18 +29,10 @@ lib=$(dirname "${BASH_SOURCE[0]}")/lib/debian-rootfs.sh
 # shellcheck source=scripts/lib/debian-rootfs.sh
 source "$lib"
 
-case "${1:-}" in
-  "") ;;
-  --rebuild) rebuild=true ;;
-  -h | --help)
-    sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-    exit 0
-    ;;
-  *)
-    echo "build-base-image: error: unknown argument '$1'; accepted: --rebuild, --help" >&2
-    exit 2
-    ;;
-esac
+# shellcheck source=scripts/lib/args.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/args.sh"
+rebuild=false
+parse_rebuild_arg build-base-image "$@"
 
 # Everything that decides the root file system is in this file and the shared library; the mirror is an input too.
 inputs=$({ cat "${BASH_SOURCE[0]}" "$lib"; echo "$debian_mirror"; } | sha256sum | cut -c1-16)

@@ -17,20 +17,11 @@ repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 helm_module=$repo_root/tools/helm
 kind_module=$repo_root/tools/kind
 cache_root=${SLUICE_CACHE_DIR:-$HOME/.cache/sluice}
-rebuild=false
 
-case "${1:-}" in
-  "") ;;
-  --rebuild) rebuild=true ;;
-  -h | --help)
-    sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-    exit 0
-    ;;
-  *)
-    echo "error: unknown argument '$1'; usage: $0 [--rebuild]" >&2
-    exit 2
-    ;;
-esac
+# shellcheck source=scripts/lib/args.sh
+source "$repo_root/scripts/lib/args.sh"
+rebuild=false
+parse_rebuild_arg build-deploy-tools "$@"
 
 script_name=build-deploy-tools
 # shellcheck source=scripts/lib/go-build.sh
