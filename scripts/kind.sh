@@ -121,6 +121,7 @@ up() {
   prepare_host
   if cluster_exists; then
     say "cluster $cluster exists; reusing it"
+    kind_ export kubeconfig --name "$cluster" >&2
   else
     say "creating cluster $cluster with node image $node_image"
     local log

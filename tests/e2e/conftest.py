@@ -1,98 +1,54 @@
 """End-to-end tier: Sluice installed on a real kind cluster by the same script as `make kind-up`.
 
-The cluster is created once per test session (scripts/kind.sh up) and deleted afterwards. Where kind cannot create
-a cluster because no node image is present or pullable (a machine with no container registry), every e2e test is
-skipped with kind's own error as the reason; any other failure of the install fails the tests.
+The cluster is created once per test session (scripts/kind.sh up) and deleted afterwards. Its node image is the
+one built here from package registries (SLUICE_KIND_NODE_IMAGE=offline: scripts/build-kind-node.sh), so the tier
+needs no container registry; set SLUICE_KIND_NODE_IMAGE to a public image (kindest/node:v1.34.0) to run it on
+kind's own node instead. A cluster that cannot be created or installed fails the tests, with kind's or helm's
+error.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
+from cluster import KEEP_CLUSTER_ENV, KindCluster, build_outputs
 
-ROOT = Path(__file__).resolve().parents[2]
-KIND_SCRIPT = ROOT / "scripts" / "kind.sh"
-NODE_IMAGE_UNAVAILABLE = 3
-"""scripts/kind.sh's exit status when kind cannot create the cluster for want of a node image."""
-INSTALL_TIMEOUT_S = 40 * 60
-
-
-@dataclass(frozen=True)
-class KindCluster:
-    name: str
-    namespace: str
-    env: dict[str, str]
-
-    def script(self, command: str, **extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["bash", str(KIND_SCRIPT), command],
-            env={**self.env, **extra},
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=INSTALL_TIMEOUT_S,
-            check=False,
-        )
-
-    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [
-                self.env["SLUICE_KUBECTL"],
-                "--context",
-                f"kind-{self.name}",
-                "--namespace",
-                self.namespace,
-                *args,
-            ],
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            pytest.fail(f"kubectl {' '.join(args)} failed (exit {result.returncode}):\n{result.stderr}")
-        return result
-
-
-def _kubectl_path() -> str:
-    output = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "build-kube.sh")],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=900,
-    ).stdout
-    return next(line.split("=", 1)[1] for line in output.splitlines() if line.startswith("kubectl="))
+DEFAULT_NODE_IMAGE = "offline"
+DEFAULT_CLUSTER = "sluice-e2e"
+CLUSTER_ENV = "SLUICE_E2E_CLUSTER"
+"""The cluster the tier creates (or reuses, when one of that name exists) and deletes."""
 
 
 @pytest.fixture(scope="session")
 def kind_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KindCluster]:
+    name = os.environ.get(CLUSTER_ENV) or DEFAULT_CLUSTER
     env = {
         **os.environ,
-        "SLUICE_KIND_CLUSTER": "sluice-e2e",
+        "SLUICE_KIND_CLUSTER": name,
         "SLUICE_NAMESPACE": "sluice",
         "KUBECONFIG": str(tmp_path_factory.mktemp("kind") / "kubeconfig"),
         "PYTHON": sys.executable,
-        "SLUICE_KUBECTL": _kubectl_path(),
+        "SLUICE_KUBECTL": build_outputs("build-kube.sh", "kubectl", timeout=900)["kubectl"],
+        "SLUICE_KIND_NODE_IMAGE": os.environ.get("SLUICE_KIND_NODE_IMAGE") or DEFAULT_NODE_IMAGE,
     }
-    cluster = KindCluster(name="sluice-e2e", namespace="sluice", env=env)
+    images = build_outputs("build-images.sh", "spark-jobs", "operator", "kafka", timeout=1800)
+    cluster = KindCluster(name=name, namespace="sluice", env=env, images=images)
     up = cluster.script("up")
-    if up.returncode == NODE_IMAGE_UNAVAILABLE:
-        reason = " ".join(line for line in up.stderr.splitlines() if line.startswith("kind.sh:"))
-        pytest.skip(f"kind cannot create a cluster on this machine: {reason}")
     try:
         if up.returncode != 0:
             pytest.fail(f"scripts/kind.sh up failed (exit {up.returncode}):\n{up.stderr[-6000:]}")
         yield cluster
     finally:
-        down = cluster.script("down")
-        if down.returncode != 0:
-            print(f"scripts/kind.sh down failed:\n{down.stderr}", file=sys.stderr)
+        if os.environ.get(KEEP_CLUSTER_ENV) == "1":
+            print(
+                f"\nkeeping kind cluster {cluster.name} ({KEEP_CLUSTER_ENV}=1): KUBECONFIG={env['KUBECONFIG']}; "
+                f"delete it with SLUICE_KIND_CLUSTER={cluster.name} make kind-down",
+                file=sys.stderr,
+            )
+        else:
+            down = cluster.script("down")
+            if down.returncode != 0:
+                print(f"scripts/kind.sh down failed:\n{down.stderr}", file=sys.stderr)

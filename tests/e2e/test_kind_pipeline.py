@@ -1,99 +1,371 @@
-"""A StreamingPipeline on kind, end to end: the operator creates the topics and the pods, the jobs write windowed
-results and alerts to Kafka, and deleting the pipeline cleans up."""
+"""StreamingPipelines on kind, end to end: `make kind-demo`, then the `full` sample. The operator creates the
+topics and the pods; the jobs' windowed results and alerts, read from Kafka, agree with the generator's ground
+truth (the source topic, whose records say which events the generator made late); a deleted job pod comes back
+and resumes from its checkpoint without emitting a window twice; deleting the pipeline cleans up.
+
+The tests of the `full` pipeline share it (a module fixture) and run in the order written.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import re
-import time
+import statistics
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import reference as ref
 import yaml
+from cluster import wait_for
 from confluent_kafka.admin import AdminClient
 
-from sluice_local.topics import wait_for_records
+from sluice_local.topics import read_all, wait_for_records
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "k8s" / "kind-pipeline.yaml"
 SAMPLE = ROOT / "k8s" / "samples" / "full.yaml"
 BOOTSTRAP = "localhost:30092"  # Kafka's external listener, mapped to the host by k8s/kind-config.yaml
 COMPONENTS = {"generator", "basic", "windowed", "anomaly"}
+LABEL = "streaming.sluice.dev/pipeline"
+LATE_HEADER = "sluice.late"  # the generator marks each event it back-dates (its ground truth)
+EXACT = 1e-9
+CLEAR_MARGIN = 0.25
+"""How far from the threshold a z-score must be for a window to be flagged whichever of its late events count."""
 
 
-def _wait(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(5)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+def _topics() -> dict:
+    return AdminClient({"bootstrap.servers": BOOTSTRAP}).list_topics(timeout=20).topics
 
 
-def _topics() -> set[str]:
-    return set(AdminClient({"bootstrap.servers": BOOTSTRAP}).list_topics(timeout=20).topics)
+def _pods(cluster, pipeline: str) -> dict[str, dict]:
+    items = cluster.get("pods", "-l", f"{LABEL}={pipeline}")["items"]
+    return {p["metadata"]["labels"]["app.kubernetes.io/component"]: p for p in items}
 
 
-def _pods(cluster, pipeline: str) -> dict[str, str]:
-    listing = cluster.kubectl("get", "pods", "-l", f"streaming.sluice.dev/pipeline={pipeline}", "-o", "json")
-    return {
-        p["metadata"]["labels"]["app.kubernetes.io/component"]: p["status"].get("phase", "")
-        for p in json.loads(listing.stdout)["items"]
-    }
+def _phases(cluster, pipeline: str) -> dict[str, str]:
+    return {c: p["status"].get("phase", "") for c, p in _pods(cluster, pipeline).items()}
+
+
+def _delete_pipeline(cluster, name: str) -> None:
+    cluster.kubectl("delete", "streamingpipeline", name, "--ignore-not-found", "--timeout=5m")
+    wait_for(lambda: not _pods(cluster, name), timeout=300, what=f"the pods of {name} to go")
 
 
 def test_kind_demo_prints_windowed_results_and_alerts(kind_cluster):
     """`make kind-demo` on the cluster `make kind-up` made (which also ran `helm test`)."""
-    demo = kind_cluster.script("demo")
-    assert demo.returncode == 0, demo.stderr[-4000:]
-    assert re.search(r"^windowed_results_topic: \d+ record\(s\)", demo.stdout, re.MULTILINE), demo.stdout
-    assert re.search(r"^anomaly_alerts_topic: \d+ record\(s\)", demo.stdout, re.MULTILINE), demo.stdout
+    name = yaml.safe_load(DEMO.read_text())["metadata"]["name"]
+    try:
+        demo = kind_cluster.script("demo")
+        assert demo.returncode == 0, demo.stderr[-4000:]
+        assert re.search(r"^windowed_results_topic: \d+ record\(s\)", demo.stdout, re.MULTILINE), demo.stdout
+        assert re.search(r"^anomaly_alerts_topic: \d+ record\(s\)", demo.stdout, re.MULTILINE), demo.stdout
+    finally:
+        # One node has room for one pipeline of four Spark pods at a time.
+        _delete_pipeline(kind_cluster, name)
 
 
-def test_full_pipeline_runs_writes_results_and_alerts_and_cleans_up(kind_cluster, tmp_path):
-    spec = yaml.safe_load(SAMPLE.read_text())
-    # Sized for one kind node on a small machine: Spark keeps its 2 threads, the pods reserve 100m CPU each.
-    spec["spec"]["spark"]["driver"] = {"cores": 2, "memory": "768m", "cpuRequest": "100m"}
-    name = spec["metadata"]["name"]
-    topics = {t["name"] for t in spec["spec"]["kafka"]["topics"].values()}
-    manifest = tmp_path / "full.yaml"
-    manifest.write_text(yaml.safe_dump(spec))
-    kind_cluster.kubectl("apply", "-f", str(manifest))
+# --- the generator's ground truth ----------------------------------------------------------------------------------
 
-    _wait(lambda: topics <= _topics(), 300, f"topics {sorted(topics)}")
-    _wait(
-        lambda: _pods(kind_cluster, name) == dict.fromkeys(COMPONENTS, "Running"),
-        600,
-        f"pods {sorted(COMPONENTS)} Running",
+
+@dataclass
+class Window:
+    """The source's valid events in one (group, window): the values of those on time, and of all of them."""
+
+    on_time: list[float]
+    every: list[float]
+
+    @property
+    def has_late(self) -> bool:
+        return len(self.on_time) != len(self.every)
+
+
+def ground_truth(source: Iterable, windowing: ref.Windowing) -> dict[tuple[str, int], Window]:
+    """The source records (Kafka messages) by device and window start. A job must count every on-time event of a
+    window it emits; a back-dated one it may count or drop, depending on the watermark when it arrived."""
+    windows: dict[tuple[str, int], Window] = {}
+    for message in source:
+        event = ref.parse_record(message.value()).event
+        if event is None:  # malformed: the dead letters' business
+            continue
+        late = dict(message.headers() or []).get(LATE_HEADER) == b"true"
+        for start in windowing.starts(event.time_us):
+            window = windows.setdefault((event.device_id, start), Window([], []))
+            window.every.append(event.value)
+            if not late:
+                window.on_time.append(event.value)
+    return windows
+
+
+def _rows(topic: str, aggregation: str | None = None) -> list[dict]:
+    rows = [json.loads(m.value()) for m in read_all(BOOTSTRAP, topic, timeout=120)]
+    return [r for r in rows if aggregation is None or r.get("aggregation") == aggregation]
+
+
+def _start(row: dict) -> int:
+    start = ref.timestamp_us(row["window_start"])
+    assert start is not None, row
+    return start
+
+
+def settled_rows(topic: str, *, aggregation: str | None, windowing: ref.Windowing) -> tuple[list[dict], int]:
+    """Every row of ``topic`` (of one aggregation), and the latest window start W whose micro-batch has surely
+    finished writing: a window two slides later has appeared since (micro-batches run one after another). Every
+    window ending by W's end has then been emitted, if it is ever to be."""
+    # Each aggregation is a query of its own, with its own pace: wait for this one's first windows.
+    first = wait_for(
+        lambda: _rows(topic, aggregation), timeout=600, what=f"{aggregation or 'rows'} in {topic}"
     )
+    settled = max(_start(r) for r in first)
+    later = settled + 2 * windowing.slide_us
 
-    windowed = wait_for_records(
-        BOOTSTRAP, spec["spec"]["kafka"]["topics"]["windowed"]["name"], count=5, timeout=600
-    )
-    rows = [json.loads(m.value()) for m in windowed]
-    assert {row["aggregation"] for row in rows} <= {"tumbling", "sliding", "status"}
-    # Every value the generator draws is in [10, 100] or, for an anomaly, [200, 500].
+    def after() -> list[dict] | None:
+        rows = _rows(topic, aggregation)
+        return rows if any(_start(r) >= later for r in rows) else None
+
+    rows = wait_for(after, timeout=300, what=f"a window starting at {ref.format_time(later)} in {topic}")
+    return rows, settled
+
+
+def counted(row: dict, window: Window) -> list[float] | None:
+    """The values a job aggregated into ``row``, when its count tells which: on-time events are never dropped, so
+    a count equal to theirs means no late event counted, and one equal to all means every late event did."""
+    if row["record_count"] == len(window.on_time):
+        return window.on_time
+    if row["record_count"] == len(window.every):
+        return window.every
+    return None  # some late events counted, others dropped: only the bounds below apply
+
+
+def check_window_rows(
+    rows: list[dict], truth: dict, *, settled: int, fields: dict[str, Callable[[list[float]], float | None]]
+) -> int:
+    """Each emitted window counted every on-time event of the source and no more than all of them; where the count
+    tells which events it aggregated, each of ``fields`` equals that statistic computed from the source; every window
+    with on-time events that starts by ``settled`` was emitted. Returns how many windows were compared exactly."""
+    exact = 0
+    emitted = set()
     for row in rows:
-        assert row["record_count"] >= 1, row
-        if "min_value" in row:
-            assert 10 <= row["min_value"] <= row["max_value"] <= 500, row
-    alerts = wait_for_records(
-        BOOTSTRAP, spec["spec"]["kafka"]["topics"]["alerts"]["name"], count=1, timeout=600
+        key = (row["device_id"], _start(row))
+        emitted.add(key)
+        window = truth.get(key)
+        assert window is not None, f"window with no source event: {row}"
+        assert len(window.on_time) <= row["record_count"] <= len(window.every), (row, window)
+        values = counted(row, window)
+        if values is None:
+            continue
+        for field, statistic in fields.items():
+            expected = statistic(values)
+            if expected is None:  # a sample standard deviation of one value: JSON null
+                assert row[field] is None, (field, row)
+            else:
+                close = math.isclose(row[field], expected, rel_tol=EXACT, abs_tol=EXACT)
+                assert close, (field, row, expected)
+        exact += 1
+    missing = sorted(k for k, w in truth.items() if w.on_time and k[1] <= settled and k not in emitted)
+    assert not missing, f"windows with on-time events never emitted: {missing[:10]}"
+    return exact
+
+
+TUMBLING_FIELDS = {
+    "record_count": len,
+    "avg_value": statistics.fmean,
+    "min_value": min,
+    "max_value": max,
+}
+SLIDING_FIELDS = {
+    "record_count": len,
+    "avg_value": statistics.fmean,
+    "stddev_value": lambda values: statistics.stdev(values) if len(values) > 1 else None,
+}
+
+
+# --- the full sample -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    name: str
+    spec: dict
+
+    def topic(self, role: str) -> str:
+        return self.spec["kafka"]["topics"][role]["name"]
+
+    @property
+    def topics(self) -> set[str]:
+        return {t["name"] for t in self.spec["kafka"]["topics"].values()}
+
+    def windowing(self, window: str, slide: str | None = None, *, job: str) -> ref.Windowing:
+        settings = self.spec["jobs"][job]
+        length = _seconds(settings[window])
+        return ref.Windowing(
+            ref.seconds(length),
+            ref.seconds(_seconds(settings[slide]) if slide else length),
+            ref.seconds(_seconds(settings["watermark"])),
+        )
+
+
+def _seconds(duration: str) -> float:
+    match = re.fullmatch(r"(\d+)([smh])", duration)
+    assert match, f"test helper reads only <n>s/m/h durations, not {duration!r}"
+    return int(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2]]
+
+
+@pytest.fixture(scope="module")
+def full(kind_cluster, tmp_path_factory):
+    manifest = yaml.safe_load(SAMPLE.read_text())
+    # Sized for one kind node on a small machine: Spark keeps its 2 threads, the pods reserve 100m CPU each.
+    manifest["spec"]["spark"]["driver"] = {"cores": 2, "memory": "768m", "cpuRequest": "100m"}
+    pipeline = Pipeline(manifest["metadata"]["name"], manifest["spec"])
+    path = tmp_path_factory.mktemp("full") / "full.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    kind_cluster.kubectl("apply", "-f", str(path))
+    wait_for(lambda: pipeline.topics <= set(_topics()), timeout=300, what=f"topics {sorted(pipeline.topics)}")
+    wait_for(
+        lambda: _phases(kind_cluster, pipeline.name) == dict.fromkeys(COMPONENTS, "Running"),
+        timeout=600,
+        what=f"pods {sorted(COMPONENTS)} Running",
     )
-    threshold = spec["spec"]["jobs"]["anomaly"]["threshold"]
-    for alert in (json.loads(m.value()) for m in alerts):
+    yield pipeline
+    _delete_pipeline(kind_cluster, pipeline.name)
+
+
+def test_full_pipeline_creates_its_topics_and_runs_its_pods(kind_cluster, full):
+    topics = _topics()
+    assert (
+        len(topics[full.topic("source")].partitions) == full.spec["kafka"]["topics"]["source"]["partitions"]
+    )
+    status = wait_for(
+        lambda: (
+            (s := kind_cluster.get("streamingpipeline", full.name).get("status", {})).get("phase")
+            == "Running"
+            and s
+        ),
+        timeout=120,
+        what=f"{full.name} phase Running",
+    )
+    assert status["jobsReady"] == "4/4", status
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "True", status["conditions"]
+    assert kind_cluster.pull_events() == []
+
+
+def test_windowed_results_agree_with_the_generators_ground_truth(full):
+    topic = full.topic("windowed")
+    wait_for_records(BOOTSTRAP, topic, count=100, timeout=600)
+    tumbling = full.windowing("tumblingWindow", job="windowed")
+    sliding = full.windowing("slidingWindow", "slidingSlide", job="windowed")
+    tumbling_rows, tumbling_settled = settled_rows(topic, aggregation="tumbling", windowing=tumbling)
+    sliding_rows, sliding_settled = settled_rows(topic, aggregation="sliding", windowing=sliding)
+    source = read_all(
+        BOOTSTRAP, full.topic("source"), timeout=300
+    )  # after the results: it covers their windows
+
+    exact = check_window_rows(
+        tumbling_rows, ground_truth(source, tumbling), settled=tumbling_settled, fields=TUMBLING_FIELDS
+    )
+    # Late events mostly arrive after their window closed and are dropped: most counts tell which events counted.
+    assert exact >= len(tumbling_rows) // 2, f"only {exact} of {len(tumbling_rows)} tumbling windows compared"
+    exact = check_window_rows(
+        sliding_rows, ground_truth(source, sliding), settled=sliding_settled, fields=SLIDING_FIELDS
+    )
+    assert exact >= len(sliding_rows) // 2, f"only {exact} of {len(sliding_rows)} sliding windows compared"
+    devices = {r["device_id"] for r in tumbling_rows}
+    assert len(devices) == full.spec["generator"]["devices"], sorted(devices)
+
+
+def test_alerts_agree_with_the_generators_ground_truth(full):
+    topic = full.topic("alerts")
+    settings = full.spec["jobs"]["anomaly"]
+    windowing = full.windowing("window", "slide", job="anomaly")
+    wait_for_records(BOOTSTRAP, topic, count=1, timeout=600)
+    alerts, settled = settled_rows(topic, aggregation=None, windowing=windowing)
+    source = read_all(BOOTSTRAP, full.topic("source"), timeout=300)
+    truth = ground_truth(source, windowing)
+    threshold, floor = settings["threshold"], settings["stddevFloor"]
+
+    alerted, exact = set(), 0
+    for alert in alerts:
+        key = (alert["device_id"], _start(alert))
+        alerted.add(key)
+        window = truth[key]
+        assert len(window.on_time) <= alert["record_count"] <= len(window.every), (alert, window)
         assert alert["threshold"] == threshold
         assert abs(alert["anomaly_score"]) > threshold, alert
-        if alert["anomaly_type"] == "HIGH_VALUE":
-            # full.yaml: 200 events/s over 20 devices, 30 s windows: ~300 values per device and window. Uniform
-            # values of [10, 100] alone never put a maximum 2.5 sigma above such a mean; an anomaly of [200, 500] does.
-            assert alert["max_value"] >= 200, alert
+        values = counted(alert, window)
+        if values is None:
+            continue
+        verdict = ref.score_window(values, threshold=threshold, stddev_floor=floor)
+        if verdict.margin < 1e-6:  # the last bit of rounding could decide
+            continue
+        assert verdict.anomaly_type == alert["anomaly_type"], (alert, verdict)
+        assert math.isclose(alert["anomaly_score"], verdict.score, rel_tol=EXACT), (alert, verdict)
+        assert (alert["min_value"], alert["max_value"]) == (min(values), max(values)), alert
+        exact += 1
+    assert exact >= len(alerts) // 2, f"only {exact} of {len(alerts)} alerts compared"
 
-    kind_cluster.kubectl("delete", "streamingpipeline", name, "--timeout=5m")
-    _wait(lambda: not _pods(kind_cluster, name), 300, f"pods of {name} deleted")
+    # Every settled window the z-score rule flags clearly, whether or not its late events counted, was alerted.
+    def clearly_flagged(window: Window) -> bool:
+        verdicts = [
+            ref.score_window(values, threshold=threshold, stddev_floor=floor)
+            for values in (window.on_time, window.every)
+        ]
+        return all(v.anomaly_type is not None and v.margin >= CLEAR_MARGIN for v in verdicts)
+
+    flagged = {k for k, w in truth.items() if k[1] <= settled and w.on_time and clearly_flagged(w)}
+    assert flagged, "the ground truth flags no window: the check below would be empty"
+    assert sorted(flagged - alerted) == []
+
+
+def _record_keys(topic: str) -> Counter:
+    return Counter(m.key().decode() for m in read_all(BOOTSTRAP, topic, timeout=120))
+
+
+def test_a_deleted_job_pod_resumes_from_its_checkpoint_without_emitting_a_window_twice(kind_cluster, full):
+    """`kubectl delete pod` (SIGTERM; the job stops between micro-batches): the operator creates the pod again, and
+    the job goes on from its checkpoint: no window twice (a restart from the earliest offsets would repeat them),
+    none missing (one from the latest offsets would leave a gap while the pod was away)."""
+    topic = full.topic("windowed")
+    tumbling = full.windowing("tumblingWindow", job="windowed")
+    old = _pods(kind_cluster, full.name)["windowed"]
+    killed_at = int(datetime.now(UTC).timestamp() * ref.SECOND_US)
+    kind_cluster.kubectl("delete", "pod", old["metadata"]["name"], "--wait=true", "--timeout=3m")
+
+    def replaced() -> dict | None:
+        pod = _pods(kind_cluster, full.name).get("windowed")
+        fresh = pod and pod["metadata"]["uid"] != old["metadata"]["uid"]
+        return pod if fresh and pod["status"].get("phase") == "Running" else None
+
+    wait_for(replaced, timeout=300, what="the operator to run a new windowed pod")
+    # Windows from well after the restart: the new pod has processed what the generator wrote meanwhile.
+    after = killed_at + 3 * tumbling.length_us
+    wait_for(
+        lambda: any(_start(r) >= after for r in _rows(topic, "tumbling")),
+        timeout=600,
+        what=f"tumbling windows from {ref.format_time(after)} on",
+    )
+    rows, settled = settled_rows(topic, aggregation="tumbling", windowing=tumbling)
+    keys = _record_keys(topic)
+    assert [k for k, n in keys.items() if n > 1] == []
+    # Every window with on-time events up to well after the restart was emitted (none lost while the pod was
+    # away), and agrees with the source.
+    assert settled >= after, (ref.format_time(settled), ref.format_time(after))
+    source = read_all(BOOTSTRAP, full.topic("source"), timeout=300)
+    check_window_rows(rows, ground_truth(source, tumbling), settled=settled, fields=TUMBLING_FIELDS)
+    assert [k for k, n in _record_keys(full.topic("alerts")).items() if n > 1] == []
+    assert kind_cluster.pull_events() == []
+
+
+def test_deleting_the_pipeline_removes_its_pods_topics_and_claim(kind_cluster, full):
+    _delete_pipeline(kind_cluster, full.name)
     # deletionPolicy Delete: the topics and the checkpoint claim go too.
-    _wait(lambda: not (topics & _topics()), 300, f"topics {sorted(topics)} deleted")
-    claims = kind_cluster.kubectl("get", "pvc", "-l", f"streaming.sluice.dev/pipeline={name}", "-o", "name")
+    wait_for(
+        lambda: not (full.topics & set(_topics())), timeout=300, what=f"topics {sorted(full.topics)} deleted"
+    )
+    claims = kind_cluster.kubectl("get", "pvc", "-l", f"{LABEL}={full.name}", "-o", "name")
     assert claims.stdout.strip() == ""

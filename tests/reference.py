@@ -1,4 +1,5 @@
-"""A pure-Python reference for the outputs of the Sluice streaming jobs, written from their specification.
+"""A pure-Python reference for the outputs of the Sluice streaming jobs, written from their specification (shared by
+the integration and end-to-end tiers).
 
 Nothing here looks at or imports the Spark code (no pyspark): the integration tests compare what the jobs wrote
 to Kafka and to files with what this module computes from the same source records. Times are kept as whole

@@ -1,0 +1,129 @@
+"""The e2e tier's view of its kind cluster: kubectl on it, polling, and the events that tell an image pull."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+KIND_SCRIPT = ROOT / "scripts" / "kind.sh"
+INSTALL_TIMEOUT_S = 40 * 60
+KEEP_CLUSTER_ENV = "SLUICE_E2E_KEEP_CLUSTER"
+"""Set to 1 to keep the cluster after the session (to look at a failure); `make kind-down` deletes it then."""
+
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T], *, timeout: float, what: str, every: float = 5.0) -> T:
+    """Poll ``condition`` until it returns a truthy value, and return it; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+@dataclass(frozen=True)
+class KindCluster:
+    """The session's cluster: its name, the namespace Sluice is installed in, the images it runs, and the
+    environment of scripts/kind.sh (KUBECONFIG, the tools' paths)."""
+
+    name: str
+    namespace: str
+    env: dict[str, str]
+    images: dict[str, str]
+
+    def script(self, command: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", str(KIND_SCRIPT), command],
+            env={**self.env, **extra},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=INSTALL_TIMEOUT_S,
+            check=False,
+        )
+
+    def kubectl(
+        self, *args: str, check: bool = True, namespace: str | None = None, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """kubectl in ``namespace`` (default: Sluice's); fails the test on a non-zero exit when ``check``."""
+        result = subprocess.run(
+            [
+                self.env["SLUICE_KUBECTL"],
+                "--context",
+                f"kind-{self.name}",
+                "--namespace",
+                namespace or self.namespace,
+                *args,
+            ],
+            env=self.env,
+            input=stdin,
+            stdin=None if stdin is not None else subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            pytest.fail(f"kubectl {' '.join(args)} failed (exit {result.returncode}):\n{result.stderr}")
+        return result
+
+    def get(self, *args: str, namespace: str | None = None) -> dict:
+        """``kubectl get ... -o json``, parsed."""
+        return json.loads(self.kubectl("get", *args, "-o", "json", namespace=namespace).stdout)
+
+    def apply(self, *manifests: dict, namespace: str | None = None) -> None:
+        self.kubectl(
+            "apply",
+            "-f",
+            "-",
+            namespace=namespace,
+            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(manifests)}),
+        )
+
+    def pull_events(self) -> list[str]:
+        """Every event in the cluster that says the kubelet pulled an image, tried to, or failed to."""
+        return [
+            f"{e['involvedObject'].get('namespace')}/{e['involvedObject'].get('name')}: {e.get('reason')}: "
+            f"{e.get('message', '')}"
+            for e in self.get("events", "--all-namespaces")["items"]
+            if _is_pull(e)
+        ]
+
+
+def _is_pull(event: dict) -> bool:
+    message = event.get("message", "")
+    if (
+        event.get("reason") == "Pulled"
+    ):  # also said of an image that was present: "... already present on machine"
+        return "already present on machine" not in message
+    return (
+        event.get("reason") == "Pulling"
+        or re.search(r"pull(ing)? image|ErrImage|ImagePull", message, re.IGNORECASE) is not None
+    )
+
+
+def build_outputs(script: str, *names: str, timeout: float) -> dict[str, str]:
+    """The NAME=PATH lines a build script prints (it builds on first use and is instant after)."""
+    output = subprocess.run(
+        ["bash", str(ROOT / "scripts" / script)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=timeout,
+    ).stdout
+    found = dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
+    return {name: found[name] for name in names}
