@@ -8,7 +8,7 @@
 #      runc, the CNI plugins and the tools a node needs, `docker import`ed. bookworm's systemd 252 still boots on
 #      cgroup v1 hosts.
 #   2. the node image: our files from images/kind-node/ (entrypoint, containerd config, kubelet units, manifests),
-#      the kubeadm/kubelet/kubectl binaries and every image the cluster runs, from
+#      the kubeadm/kubelet/kubectl/crictl binaries and every image the cluster runs, from
 #      scripts/build-node-components.sh. The images are imported by tag into containerd's k8s.io namespace of a
 #      build container that is then `docker commit`ed, so no node ever pulls.
 # A warm run rebuilds nothing (both labels match). A cold run takes a few minutes (debootstrap downloads ~100 MB).
@@ -27,7 +27,7 @@ image=${SLUICE_KIND_NODE_IMAGE:-sluice/kind-node:$kube_version}
 base_image=sluice/kind-node-base:bookworm
 suite=bookworm
 # systemd-sysv gives /sbin/init; containernetworking-plugins installs its plugins in /usr/lib/cni. No cri-tools in
-# bookworm: kind skips kubeadm's preflight (the only crictl user) and `kind load` uses ctr.
+# bookworm: crictl is built from its Go module (scripts/build-node-components.sh); `kind load` uses ctr.
 packages=(bash ca-certificates conntrack containerd containernetworking-plugins dbus ethtool iproute2 iptables kmod
   libseccomp2 mount nftables procps runc socat systemd systemd-sysv util-linux)
 files_dir=$repo_root/images/kind-node
@@ -131,7 +131,7 @@ base_id=$(docker image inspect -f '{{ .Id }}' "$base_image")
 
 # ---- stage 2: the node image ------------------------------------------------------------------------------------
 
-kubeadm='' kubelet='' kubectl='' images_tar=''
+kubeadm='' kubelet='' kubectl='' crictl='' images_tar=''
 images=()
 if $components; then
   components_script=$repo_root/scripts/build-node-components.sh
@@ -142,12 +142,13 @@ if $components; then
       kubeadm=*) kubeadm=${line#*=} ;;
       kubelet=*) kubelet=${line#*=} ;;
       kubectl=*) kubectl=${line#*=} ;;
+      crictl=*) crictl=${line#*=} ;;
       image=*) images+=("${line#*=}") ;;
       images-tar=*) images_tar=${line#*=} ;;
     esac
   done <<<"$components_out"
-  for path in "$kubeadm" "$kubelet" "$kubectl" "$images_tar"; do
-    [ -f "$path" ] || die "build-node-components.sh did not report kubeadm, kubelet, kubectl and images-tar files"
+  for path in "$kubeadm" "$kubelet" "$kubectl" "$crictl" "$images_tar"; do
+    [ -f "$path" ] || die "build-node-components.sh did not report kubeadm, kubelet, kubectl, crictl and images-tar files"
   done
 fi
 # The first reported image whose name matches, else a default.
@@ -173,7 +174,9 @@ node_inputs=$({
   cat "${BASH_SOURCE[0]}" "$repo_root/scripts/lib/debian-rootfs.sh"
   (cd "$files_dir" && find . -type f -print0 | sort -z | xargs -0 sha256sum)
   echo "$base_id $kube_version $pause_image $provisioner_image $helper_image ${images[*]+${images[*]}}"
-  for path in "$kubeadm" "$kubelet" "$kubectl" "$images_tar"; do [ -z "$path" ] || stat -L -c '%n %s %Y' "$path"; done
+  for path in "$kubeadm" "$kubelet" "$kubectl" "$crictl" "$images_tar"; do
+    [ -z "$path" ] || stat -L -c '%n %s %Y' "$path"
+  done
 } | inputs_hash)
 
 if ! $rebuild && [ "$(built_inputs "$image")" = "$node_inputs" ]; then
@@ -206,6 +209,8 @@ mkdir -p "$tree/etc/kubernetes/manifests" "$tree/etc/cni/net.d"
 if $components; then
   mkdir -p "$tree/usr/bin"
   install -m 0755 "$kubeadm" "$kubelet" "$kubectl" "$tree/usr/bin/"
+  mkdir -p "$tree/usr/local/bin"
+  install -m 0755 "$crictl" "$tree/usr/local/bin/"
 fi
 
 say "assembling $image on $base_image"

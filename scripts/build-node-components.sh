@@ -3,7 +3,8 @@
 # registries alone (no container registry): the node-image builder takes them from here.
 #
 #   binaries  kubeadm, kubelet, kube-scheduler, kube-proxy from tools/kube (version-stamped like build-kube.sh),
-#             plus kube-apiserver, kube-controller-manager and kubectl from scripts/build-kube.sh
+#             plus kube-apiserver, kube-controller-manager and kubectl from scripts/build-kube.sh, and crictl
+#             (tools/cri-tools, the release that goes with the Kubernetes minor version)
 #   images    tagged exactly as `kubeadm config images list --kubernetes-version <version>` names them:
 #             kube-apiserver, kube-controller-manager, kube-scheduler (FROM scratch), kube-proxy (Debian base with
 #             iptables, nftables, ipset, conntrack, kmod, iproute2), etcd (tools/etcd-node), coredns (tools/coredns)
@@ -16,7 +17,7 @@
 # tools/coredns pins another version than kubeadm names. The Dockerfiles are in images/node-components/.
 #
 # Cached by version under ${SLUICE_CACHE_DIR:-~/.cache/sluice}: kube-node/<k8s version>, etcd-node/<version>,
-# coredns/<version>, local-path-provisioner/<version>, pause/<version>-<source hash> (binaries), node-images/
+# coredns/<version>, local-path-provisioner/<version>, cri-tools/<version>, pause/<version>-<source hash> (binaries), node-images/
 # <k8s version>/images-<hash>.tar. Each image carries the label dev.sluice.inputs (a hash of its Dockerfile, of
 # every file of its build context and of its base image) and is rebuilt only when that changes; the tarball is
 # rewritten only when an image changed. A warm run rebuilds nothing and takes a few seconds. A cold run takes
@@ -25,7 +26,7 @@
 # Usage: scripts/build-node-components.sh [--rebuild]
 #   --rebuild  rebuild this script's binaries, images (without docker's layer cache) and tarball, not
 #              build-kube.sh's binaries
-# Prints on stdout: kubeadm=PATH, kubelet=PATH, kubectl=PATH, one image=TAG per image the node must hold (kubeadm's
+# Prints on stdout: kubeadm=PATH, kubelet=PATH, kubectl=PATH, crictl=PATH, one image=TAG per image the node must hold (kubeadm's
 # list, then the provisioner and its helper), and images-tar=PATH. Progress goes to stderr.
 set -euo pipefail
 
@@ -34,6 +35,7 @@ kube_module=$repo_root/tools/kube
 etcd_module=$repo_root/tools/etcd-node
 coredns_module=$repo_root/tools/coredns
 provisioner_module=$repo_root/tools/local-path-provisioner
+crictl_module=$repo_root/tools/cri-tools
 components=$repo_root/images/node-components
 pause_module=$components/pause
 cache_root=${SLUICE_CACHE_DIR:-$HOME/.cache/sluice}
@@ -72,6 +74,7 @@ kube_version=$(require_version "$kube_module/go.mod" k8s.io/kubernetes)
 etcd_version=$(require_version "$etcd_module/go.mod" go.etcd.io/etcd/server/v3)
 coredns_version=$(require_version "$coredns_module/go.mod" github.com/coredns/coredns)
 provisioner_version=$(require_version "$provisioner_module/go.mod" github.com/rancher/local-path-provisioner)
+crictl_version=$(require_version "$crictl_module/go.mod" sigs.k8s.io/cri-tools)
 
 # --- the control plane's binaries that build-kube.sh already builds (and caches) for the tests ----------------
 kube_paths=$(bash "$repo_root/scripts/build-kube.sh") || die "scripts/build-kube.sh failed (output above)"
@@ -90,6 +93,7 @@ node_dir=$cache_root/kube-node/$kube_version
 etcd_dir=$cache_root/etcd-node/$etcd_version
 coredns_dir=$cache_root/coredns/$coredns_version
 provisioner_dir=$cache_root/local-path-provisioner/$provisioner_version
+crictl_dir=$cache_root/cri-tools/$crictl_version
 # pause is our own program: its cache is keyed by its sources; its version is the tag kubeadm asks for.
 pause_sources=$(cat "$pause_module/go.mod" "$pause_module/main.go" | hash_text)
 
@@ -108,6 +112,7 @@ coredns_ok() { prints_line "CoreDNS-${coredns_version#v}" "$1/bin/coredns" -vers
 provisioner_ok() {
   prints_line "local-path-provisioner version $provisioner_version" "$1/bin/local-path-provisioner" --version
 }
+crictl_ok() { prints_line "crictl version ${crictl_version#v}" "$1/bin/crictl" --version; }
 pause_ok() { prints_line "pause (sluice) $2" "$1/bin/pause" -v; }
 
 # build_if_needed WHAT DIR CHECK BUILD: unless DIR holds a build that passes CHECK (and --rebuild is off), run
@@ -143,9 +148,14 @@ build_provisioner() {
   go_build "$provisioner_module" "$tmp/bin" "-s -w -X main.VERSION=$provisioner_version" \
     github.com/rancher/local-path-provisioner
 }
+build_crictl() {
+  # Its Makefile stamps the release, without the v, into sigs.k8s.io/cri-tools/pkg/version.Version.
+  go_build "$crictl_module" "$tmp/bin" "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=${crictl_version#v}" \
+    sigs.k8s.io/cri-tools/cmd/crictl
+}
 build_pause() { go_build "$pause_module" "$tmp/bin" "-s -w -X main.version=$pause_version" .; }
 
-take_build_lock build-node-components kube-node etcd-node coredns local-path-provisioner pause node-images
+take_build_lock build-node-components kube-node etcd-node coredns local-path-provisioner cri-tools pause node-images
 
 build_if_needed "kubeadm, kubelet, kube-scheduler and kube-proxy $kube_version" "$node_dir" node_ok build_node
 kubeadm=$node_dir/bin/kubeadm
@@ -188,6 +198,7 @@ pause_dir=$cache_root/pause/$pause_version-$pause_sources
 build_if_needed "etcd and etcdctl $etcd_version" "$etcd_dir" etcd_ok build_etcd
 build_if_needed "CoreDNS $coredns_version" "$coredns_dir" coredns_ok build_coredns
 build_if_needed "local-path-provisioner $provisioner_version" "$provisioner_dir" provisioner_ok build_provisioner
+build_if_needed "crictl $crictl_version" "$crictl_dir" crictl_ok build_crictl
 pause_check() { pause_ok "$1" "$pause_version"; }
 build_if_needed "pause $pause_version" "$pause_dir" pause_check build_pause
 
@@ -331,5 +342,6 @@ say "done in $((SECONDS - started)) s"
 echo "kubeadm=$kubeadm"
 echo "kubelet=$node_dir/bin/kubelet"
 echo "kubectl=$kubectl"
+echo "crictl=$crictl_dir/bin/crictl"
 for tag in "${kubeadm_images[@]}" "$provisioner_image" "$helper_image"; do echo "image=$tag"; done
 echo "images-tar=$images_tar"

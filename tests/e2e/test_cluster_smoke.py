@@ -5,6 +5,7 @@ through a Service."""
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
 
 import pytest
@@ -76,6 +77,24 @@ def test_node_is_ready_and_no_image_was_pulled(kind_cluster):
     running = kind_cluster.get("pods", "--all-namespaces")["items"]
     assert {p["metadata"]["namespace"] for p in running} >= {"kube-system", "local-path-storage", "sluice"}
     assert kind_cluster.pull_events() == []
+
+
+def test_crictl_on_the_node_lists_the_control_plane(kind_cluster):
+    """The node carries crictl (kind's node contract), configured for its containerd."""
+    listing = subprocess.run(
+        ["docker", "exec", f"{kind_cluster.name}-control-plane", "crictl", "ps", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert listing.returncode == 0, listing.stderr
+    running = {
+        c["metadata"]["name"]
+        for c in json.loads(listing.stdout)["containers"]
+        if c["state"] == "CONTAINER_RUNNING"
+    }
+    assert {"kube-apiserver", "etcd", "coredns", "kube-proxy"} <= running, sorted(running)
 
 
 def test_dns_service_pvc_and_pod_to_pod_traffic(kind_cluster, smoke_namespace):
