@@ -104,15 +104,11 @@ class KindCluster:
 
 
 def _is_pull(event: dict) -> bool:
-    message = event.get("message", "")
-    if (
-        event.get("reason") == "Pulled"
-    ):  # also said of an image that was present: "... already present on machine"
+    reason, message = event.get("reason"), event.get("message", "")
+    if reason == "Pulled":  # also said of an image that was there: "... already present on machine"
         return "already present on machine" not in message
-    return (
-        event.get("reason") == "Pulling"
-        or re.search(r"pull(ing)? image|ErrImage|ImagePull", message, re.IGNORECASE) is not None
-    )
+    pull_failed = re.search(r"pull(ing)? image|ErrImage|ImagePull", message, re.IGNORECASE) is not None
+    return reason == "Pulling" or pull_failed
 
 
 def build_outputs(script: str, *names: str, timeout: float) -> dict[str, str]:

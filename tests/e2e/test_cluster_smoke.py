@@ -162,3 +162,17 @@ def test_dns_service_pvc_and_pod_to_pod_traffic(kind_cluster, smoke_namespace):
     client_ip = kind_cluster.get("pod", "client", namespace=smoke_namespace)["status"]["podIP"]
     assert client_ip != server["status"]["podIP"]
     assert kind_cluster.pull_events() == []
+
+
+def test_a_pull_is_seen_in_the_events(kind_cluster, smoke_namespace):
+    """Control for the "no image-pull event" checks: a pod whose image is not in the node makes the kubelet try a
+    pull, and :meth:`KindCluster.pull_events` reports it (the namespace, and its events, go after this module)."""
+    control = _pod("pull-control", "sluice.invalid/no-such-image:1", ["true"], restartPolicy="Never")
+    control["spec"]["containers"][0]["imagePullPolicy"] = "Always"
+    kind_cluster.apply(control, namespace=smoke_namespace)
+    seen = wait_for(
+        lambda: [e for e in kind_cluster.pull_events() if e.startswith(f"{smoke_namespace}/pull-control:")],
+        timeout=120,
+        what="an image-pull event of pod pull-control",
+    )
+    assert any("sluice.invalid/no-such-image:1" in e for e in seen), seen

@@ -237,19 +237,14 @@ def full(kind_cluster, tmp_path_factory):
 
 
 def test_full_pipeline_creates_its_topics_and_runs_its_pods(kind_cluster, full):
-    topics = _topics()
-    assert (
-        len(topics[full.topic("source")].partitions) == full.spec["kafka"]["topics"]["source"]["partitions"]
-    )
-    status = wait_for(
-        lambda: (
-            (s := kind_cluster.get("streamingpipeline", full.name).get("status", {})).get("phase")
-            == "Running"
-            and s
-        ),
-        timeout=120,
-        what=f"{full.name} phase Running",
-    )
+    source = _topics()[full.topic("source")]
+    assert len(source.partitions) == full.spec["kafka"]["topics"]["source"]["partitions"]
+
+    def running() -> dict | None:
+        status = kind_cluster.get("streamingpipeline", full.name).get("status", {})
+        return status if status.get("phase") == "Running" else None
+
+    status = wait_for(running, timeout=120, what=f"{full.name} phase Running")
     assert status["jobsReady"] == "4/4", status
     assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "True", status["conditions"]
     assert kind_cluster.pull_events() == []
@@ -262,9 +257,8 @@ def test_windowed_results_agree_with_the_generators_ground_truth(full):
     sliding = full.windowing("slidingWindow", "slidingSlide", job="windowed")
     tumbling_rows, tumbling_settled = settled_rows(topic, aggregation="tumbling", windowing=tumbling)
     sliding_rows, sliding_settled = settled_rows(topic, aggregation="sliding", windowing=sliding)
-    source = read_all(
-        BOOTSTRAP, full.topic("source"), timeout=300
-    )  # after the results: it covers their windows
+    # Read after the results, the source holds every event of their windows.
+    source = read_all(BOOTSTRAP, full.topic("source"), timeout=300)
 
     exact = check_window_rows(
         tumbling_rows, ground_truth(source, tumbling), settled=tumbling_settled, fields=TUMBLING_FIELDS
