@@ -147,17 +147,30 @@ def _partitions(consumer: Consumer, bootstrap: str, topic: str, timeout: float) 
     return sorted(described.partitions)
 
 
+_LEADER_MOVING = frozenset(
+    {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART}
+)
+"""Errors of a partition whose leadership is still settling (a new topic, a moved leader): worth a retry."""
+
+
 def _watermarks(consumer: Consumer, bootstrap: str, topic: str, timeout: float) -> dict[int, tuple[int, int]]:
+    """Low and high watermark of each partition; errors of a leader still settling are retried until ``timeout``."""
+    deadline = time.monotonic() + timeout
     marks = {}
     for partition in _partitions(consumer, bootstrap, topic, timeout):
-        try:
-            marks[partition] = consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=timeout
-            )
-        except KafkaException as exc:
-            raise TopicError(
-                f"cannot read offsets of {topic!r} partition {partition} on {bootstrap}: {exc}"
-            ) from exc
+        while partition not in marks:
+            left = deadline - time.monotonic()
+            try:
+                marks[partition] = consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=max(left, 0.1)
+                )
+            except KafkaException as exc:
+                error = exc.args[0]
+                if not (isinstance(error, KafkaError) and error.code() in _LEADER_MOVING) or left <= 0:
+                    raise TopicError(
+                        f"cannot read offsets of {topic!r} partition {partition} on {bootstrap}: {exc}"
+                    ) from exc
+                time.sleep(min(0.2, left))
     return marks
 
 
