@@ -12,7 +12,6 @@ import json
 import math
 import re
 import statistics
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -316,8 +315,51 @@ def test_alerts_agree_with_the_generators_ground_truth(full):
     assert sorted(flagged - alerted) == []
 
 
-def _record_keys(topic: str) -> Counter:
-    return Counter(m.key().decode() for m in read_all(BOOTSTRAP, topic, timeout=120))
+def _records(topic: str) -> dict[str, list[bytes]]:
+    """Every record value of ``topic``, by key, in the order written."""
+    records: dict[str, list[bytes]] = {}
+    for message in read_all(BOOTSTRAP, topic, timeout=120):
+        records.setdefault(message.key().decode(), []).append(message.value())
+    return records
+
+
+def _written_twice(records: dict[str, list[bytes]]) -> list[str]:
+    return sorted(k for k, values in records.items() if len(values) > 1)
+
+
+def _rewritten(records: dict[str, list[bytes]]) -> dict[str, list[bytes]]:
+    """The keys written more than once, with their values when these differ (a re-emitted window must repeat its
+    first record exactly)."""
+    return {k: values for k, values in records.items() if len(set(values)) > 1}
+
+
+def _component_status(cluster, pipeline: str, component: str) -> dict:
+    return cluster.get("streamingpipeline", pipeline)["status"]["components"][component]
+
+
+def _wait_for_replacement(cluster, pipeline: str, old: dict) -> dict:
+    """The Running pod the operator made for ``old``'s component after ``old`` went."""
+    component = old["metadata"]["labels"]["app.kubernetes.io/component"]
+
+    def replaced() -> dict | None:
+        pod = _pods(cluster, pipeline).get(component)
+        fresh = pod and pod["metadata"]["uid"] != old["metadata"]["uid"]
+        return pod if fresh and pod["status"].get("phase") == "Running" else None
+
+    return wait_for(replaced, timeout=300, what=f"the operator to run a new {component} pod")
+
+
+def _tumbling_rows_settled_after(topic: str, tumbling: ref.Windowing, after: int) -> tuple[list[dict], int]:
+    """:func:`settled_rows` of the tumbling aggregation once windows starting at ``after`` have appeared: the
+    settled start is then at least ``after``."""
+    wait_for(
+        lambda: any(_start(r) >= after for r in _rows(topic, "tumbling")),
+        timeout=600,
+        what=f"tumbling windows from {ref.format_time(after)} on",
+    )
+    rows, settled = settled_rows(topic, aggregation="tumbling", windowing=tumbling)
+    assert settled >= after, (ref.format_time(settled), ref.format_time(after))
+    return rows, settled
 
 
 def test_a_deleted_job_pod_resumes_from_its_checkpoint_without_emitting_a_window_twice(kind_cluster, full):
@@ -330,28 +372,57 @@ def test_a_deleted_job_pod_resumes_from_its_checkpoint_without_emitting_a_window
     killed_at = int(datetime.now(UTC).timestamp() * ref.SECOND_US)
     kind_cluster.kubectl("delete", "pod", old["metadata"]["name"], "--wait=true", "--timeout=3m")
 
-    def replaced() -> dict | None:
-        pod = _pods(kind_cluster, full.name).get("windowed")
-        fresh = pod and pod["metadata"]["uid"] != old["metadata"]["uid"]
-        return pod if fresh and pod["status"].get("phase") == "Running" else None
-
-    wait_for(replaced, timeout=300, what="the operator to run a new windowed pod")
+    _wait_for_replacement(kind_cluster, full.name, old)
     # Windows from well after the restart: the new pod has processed what the generator wrote meanwhile.
     after = killed_at + 3 * tumbling.length_us
-    wait_for(
-        lambda: any(_start(r) >= after for r in _rows(topic, "tumbling")),
-        timeout=600,
-        what=f"tumbling windows from {ref.format_time(after)} on",
-    )
-    rows, settled = settled_rows(topic, aggregation="tumbling", windowing=tumbling)
-    keys = _record_keys(topic)
-    assert [k for k, n in keys.items() if n > 1] == []
+    rows, settled = _tumbling_rows_settled_after(topic, tumbling, after)
+    assert _written_twice(_records(topic)) == []
     # Every window with on-time events up to well after the restart was emitted (none lost while the pod was
     # away), and agrees with the source.
-    assert settled >= after, (ref.format_time(settled), ref.format_time(after))
     source = read_all(BOOTSTRAP, full.topic("source"), timeout=300)
     check_window_rows(rows, ground_truth(source, tumbling), settled=settled, fields=TUMBLING_FIELDS)
-    assert [k for k, n in _record_keys(full.topic("alerts")).items() if n > 1] == []
+    assert _written_twice(_records(full.topic("alerts"))) == []
+    assert kind_cluster.pull_events() == []
+
+
+def test_a_crashed_job_pod_resumes_from_its_checkpoint_and_writes_again_only_identical_windows(
+    kind_cluster, full
+):
+    """SIGKILL to every process of the windowed job's pod (a crash: no graceful stop, possibly mid micro-batch). The
+    pod fails, the operator replaces it after its backoff, and the job resumes from its checkpoint. Kafka output is
+    at-least-once (README, Semantics): a batch cut short may be written again, but only as the same records under
+    the same keys, so a consumer that upserts by key sees each window once; and no window is lost."""
+    topic = full.topic("windowed")
+    tumbling = full.windowing("tumblingWindow", job="windowed")
+    old = _pods(kind_cluster, full.name)["windowed"]
+    restarts = _component_status(kind_cluster, full.name, "windowed")["restarts"]
+    killed_at = int(datetime.now(UTC).timestamp() * ref.SECOND_US)
+    # From inside the pod, as its own user: kill(-1) reaches every process but PID 1 (tini) and the caller; tini
+    # then exits with its child's status. The exec session may end with the container: the pod's end is checked.
+    kind_cluster.kubectl("exec", old["metadata"]["name"], "--", "bash", "-c", "kill -KILL -1", check=False)
+
+    def failed() -> dict | None:
+        # The operator replaces a failed pod only after backoffSeconds (10 s in full.yaml).
+        pod = _pods(kind_cluster, full.name)["windowed"]
+        assert pod["metadata"]["uid"] == old["metadata"]["uid"], "replaced before its failure was seen"
+        return pod if pod["status"].get("phase") == "Failed" else None
+
+    crashed = wait_for(failed, timeout=120, what="the killed windowed pod to fail", every=1)
+    (state,) = [s["state"] for s in crashed["status"]["containerStatuses"]]
+    assert state["terminated"]["exitCode"] == 128 + 9, state  # SIGKILL, passed on by tini
+
+    _wait_for_replacement(kind_cluster, full.name, old)
+    status = _component_status(kind_cluster, full.name, "windowed")
+    assert status["restarts"] == restarts + 1, status
+
+    after = killed_at + 3 * tumbling.length_us
+    rows, settled = _tumbling_rows_settled_after(topic, tumbling, after)
+    assert _rewritten(_records(topic)) == {}
+    # The restarted job went on from its checkpoint: none lost while the pod was away, and every window (once per
+    # key) agrees with the source.
+    once = list({(r["device_id"], r["window_start"]): r for r in rows}.values())
+    source = read_all(BOOTSTRAP, full.topic("source"), timeout=300)
+    check_window_rows(once, ground_truth(source, tumbling), settled=settled, fields=TUMBLING_FIELDS)
     assert kind_cluster.pull_events() == []
 
 
