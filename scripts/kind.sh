@@ -3,6 +3,7 @@
 #
 #   scripts/kind.sh up     create the cluster (k8s/kind-config.yaml), build the images, `kind load` them, and
 #                          helm-install charts/sluice (Kafka, Spark, the operator) with k8s/kind-values.yaml
+#   scripts/kind.sh create create the cluster only (or reuse it), with nothing installed
 #   scripts/kind.sh demo   apply a sample StreamingPipeline, wait until it runs, print its windowed results and
 #                          alerts read from Kafka on the host (localhost:30092)
 #   scripts/kind.sh down   delete the cluster
@@ -12,6 +13,8 @@
 #
 # Environment:
 #   SLUICE_KIND_CLUSTER     cluster name (default sluice)
+#   SLUICE_KIND_CONFIG      kind's cluster config (default k8s/kind-config.yaml: one node, two host ports;
+#                           k8s/kind-config-workers.yaml adds two workers)
 #   SLUICE_KIND_NODE_IMAGE  node image (default kindest/node:v1.34.0, pulled by kind if absent); `offline` builds
 #                           and uses sluice/kind-node:v1.34.4 (scripts/build-kind-node.sh): no registry needed
 #   SLUICE_KAFKA_IMAGE      Kafka image for the chart (default: sluice/kafka from scripts/build-images.sh, loaded
@@ -33,6 +36,7 @@ set -euo pipefail
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cluster=${SLUICE_KIND_CLUSTER:-sluice}
 node_image=${SLUICE_KIND_NODE_IMAGE:-kindest/node:v1.34.0}
+config=${SLUICE_KIND_CONFIG:-$repo_root/k8s/kind-config.yaml}
 namespace=${SLUICE_NAMESPACE:-sluice}
 sample=${SLUICE_SAMPLE:-$repo_root/k8s/kind-pipeline.yaml}
 python=${PYTHON:-$repo_root/.venv/bin/python}
@@ -110,8 +114,9 @@ kube() {
   "$kubectl" --context "kind-$cluster" "$@"
 }
 
-up() {
+create() {
   tool_paths
+  [ -f "$config" ] || die "kind config $config not found (SLUICE_KIND_CONFIG)"
   bash "$repo_root/scripts/ensure-docker.sh" >/dev/null
   if [ "$node_image" = offline ]; then
     say "building the offline node image (scripts/build-kind-node.sh)"
@@ -123,11 +128,11 @@ up() {
     say "cluster $cluster exists; reusing it"
     kind_ export kubeconfig --name "$cluster" >&2
   else
-    say "creating cluster $cluster with node image $node_image"
+    say "creating cluster $cluster with node image $node_image and config $config"
     local log
     log=$(mktemp)
     if ! kind_ create cluster --name "$cluster" --image "$node_image" \
-      --config "$repo_root/k8s/kind-config.yaml" --wait 180s 2>&1 | tee "$log" >&2; then
+      --config "$config" --wait 180s 2>&1 | tee "$log" >&2; then
       if ! docker image inspect "$node_image" >/dev/null 2>&1; then
         echo "kind.sh: kind cannot create a cluster: node image $node_image is not present and could not be pulled" \
           "(SLUICE_KIND_NODE_IMAGE=offline builds one here)." >&2
@@ -142,7 +147,10 @@ up() {
     fi
     rm -f "$log"
   fi
+}
 
+up() {
+  create
   say "building the images"
   local images spark_image operator_image kafka_image
   images=$(bash "$repo_root/scripts/build-images.sh")
@@ -214,11 +222,12 @@ down() {
 
 case "${1:-}" in
   up) up ;;
+  create) create ;;
   demo) demo ;;
   down) down ;;
   -h | --help) usage ;;
   *)
-    echo "kind.sh: error: unknown command '${1:-}'; accepted: up, demo, down" >&2
+    echo "kind.sh: error: unknown command '${1:-}'; accepted: up, create, demo, down" >&2
     usage
     exit 2
     ;;

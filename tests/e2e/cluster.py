@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -16,6 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 KIND_SCRIPT = ROOT / "scripts" / "kind.sh"
 INSTALL_TIMEOUT_S = 40 * 60
+DEFAULT_NODE_IMAGE = "offline"
 KEEP_CLUSTER_ENV = "SLUICE_E2E_KEEP_CLUSTER"
 """Set to 1 to keep the cluster after the session (to look at a failure); `make kind-down` deletes it then."""
 
@@ -93,6 +97,15 @@ class KindCluster:
             stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(manifests)}),
         )
 
+    def cni_pods(self) -> dict[str, str]:
+        """The default CNI's pods (sluice-cni on the node image built here) by node: phase and restart count."""
+        pods = self.get("pods", "-l", "app.kubernetes.io/name=sluice-cni", namespace="kube-system")["items"]
+        return {
+            p["spec"]["nodeName"]: f"{p['status'].get('phase')}, "
+            f"{sum(c.get('restartCount', 0) for c in p['status'].get('containerStatuses', []))} restarts"
+            for p in pods
+        }
+
     def pull_events(self) -> list[str]:
         """Every event in the cluster that says the kubelet pulled an image, tried to, or failed to."""
         return [
@@ -103,12 +116,51 @@ class KindCluster:
         ]
 
 
+@contextmanager
+def created(cluster: KindCluster, command: str) -> Iterator[KindCluster]:
+    """Run ``scripts/kind.sh command`` (``up``: the cluster with Sluice installed; ``create``: the cluster alone),
+    fail on its error, and delete the cluster afterwards (unless SLUICE_E2E_KEEP_CLUSTER=1)."""
+    result = cluster.script(command)
+    try:
+        if result.returncode != 0:
+            pytest.fail(
+                f"scripts/kind.sh {command} failed (exit {result.returncode}):\n{result.stderr[-6000:]}"
+            )
+        yield cluster
+    finally:
+        if os.environ.get(KEEP_CLUSTER_ENV) == "1":
+            print(
+                f"\nkeeping kind cluster {cluster.name} ({KEEP_CLUSTER_ENV}=1): KUBECONFIG={cluster.env['KUBECONFIG']}; "
+                f"delete it with SLUICE_KIND_CLUSTER={cluster.name} make kind-down",
+                file=sys.stderr,
+            )
+        else:
+            down = cluster.script("down")
+            if down.returncode != 0:
+                print(f"scripts/kind.sh down failed:\n{down.stderr}", file=sys.stderr)
+
+
 def _is_pull(event: dict) -> bool:
     reason, message = event.get("reason"), event.get("message", "")
     if reason == "Pulled":  # also said of an image that was there: "... already present on machine"
         return "already present on machine" not in message
     pull_failed = re.search(r"pull(ing)? image|ErrImage|ImagePull", message, re.IGNORECASE) is not None
     return reason == "Pulling" or pull_failed
+
+
+def cluster_env(name: str, *, kubeconfig: Path, **extra: str) -> dict[str, str]:
+    """The environment of scripts/kind.sh for cluster ``name``: its own KUBECONFIG, the project's Python and
+    kubectl, and the node image (SLUICE_KIND_NODE_IMAGE, default: the one built here)."""
+    return {
+        **os.environ,
+        "SLUICE_KIND_CLUSTER": name,
+        "SLUICE_NAMESPACE": "sluice",
+        "KUBECONFIG": str(kubeconfig),
+        "PYTHON": sys.executable,
+        "SLUICE_KUBECTL": build_outputs("build-kube.sh", "kubectl", timeout=900)["kubectl"],
+        "SLUICE_KIND_NODE_IMAGE": os.environ.get("SLUICE_KIND_NODE_IMAGE") or DEFAULT_NODE_IMAGE,
+        **extra,
+    }
 
 
 def build_outputs(script: str, *names: str, timeout: float) -> dict[str, str]:

@@ -9,7 +9,7 @@ import subprocess
 import uuid
 
 import pytest
-from cluster import wait_for
+from cluster import DEFAULT_NODE_IMAGE, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -26,12 +26,21 @@ POD_SECURITY = {
 }
 SMALL = {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
 
+# A Service's rules reach every node's kube-proxy a moment after its endpoints change: until then a connection is
+# refused. The client tries for up to a minute, as a client of a new Service would.
 CLIENT = """
-import json, socket, urllib.request
+import json, socket, time, urllib.error, urllib.request
 address = socket.getaddrinfo("web", 80, proto=socket.IPPROTO_TCP)[0][4][0]
 fqdn = socket.getaddrinfo("web.{namespace}.svc.cluster.local", 80, proto=socket.IPPROTO_TCP)[0][4][0]
-body = urllib.request.urlopen("http://web/index.html", timeout=20).read().decode()
-print(json.dumps({{"address": address, "fqdn": fqdn, "body": body.strip()}}))
+for attempt in range(60):
+    try:
+        body = urllib.request.urlopen("http://web/index.html", timeout=20).read().decode()
+        break
+    except urllib.error.URLError as exc:
+        if not isinstance(exc.reason, ConnectionRefusedError) or attempt == 59:
+            raise
+        time.sleep(1)
+print(json.dumps({{"address": address, "fqdn": fqdn, "body": body.strip(), "attempts": attempt + 1}}))
 """
 
 
@@ -76,6 +85,8 @@ def test_node_is_ready_and_no_image_was_pulled(kind_cluster):
     assert node["status"]["nodeInfo"]["kubeletVersion"].startswith("v1.34."), node["status"]["nodeInfo"]
     running = kind_cluster.get("pods", "--all-namespaces")["items"]
     assert {p["metadata"]["namespace"] for p in running} >= {"kube-system", "local-path-storage", "sluice"}
+    if kind_cluster.env["SLUICE_KIND_NODE_IMAGE"] == DEFAULT_NODE_IMAGE:  # kind's own node runs kindnetd
+        assert kind_cluster.cni_pods() == {node["metadata"]["name"]: "Running, 0 restarts"}
     assert kind_cluster.pull_events() == []
 
 
@@ -157,6 +168,7 @@ def test_dns_service_pvc_and_pod_to_pod_traffic(kind_cluster, smoke_namespace):
     logs = kind_cluster.kubectl("logs", "client", namespace=smoke_namespace).stdout
     assert phase == "Succeeded", logs
     seen = json.loads(logs.strip().splitlines()[-1])
+    seen.pop("attempts")
     cluster_ip = kind_cluster.get("service", "web", namespace=smoke_namespace)["spec"]["clusterIP"]
     assert seen == {"address": cluster_ip, "fqdn": cluster_ip, "body": token}
     client_ip = kind_cluster.get("pod", "client", namespace=smoke_namespace)["status"]["podIP"]
