@@ -53,7 +53,7 @@ images: jars
 	@bash scripts/build-images.sh >/dev/null
 
 # The offline kind node image sluice/kind-node:v1.34.4 with every image the cluster runs, built here
-# (scripts/build-kind-node.sh, scripts/build-node-components.sh): ~10 min the first time, ~5 s after.
+# (scripts/build-kind-node.sh, scripts/build-node-components.sh): ~5 min the first time, ~5 s after.
 kind-node:
 	@bash scripts/build-kind-node.sh >/dev/null
 
