@@ -33,13 +33,13 @@ def committed_offsets(checkpoint: Path) -> dict[str, dict[int, int]]:
 
 
 def query_checkpoints(root: Path) -> list[Path]:
-    """Every query checkpoint under a checkpoint root laid out as ``<root>/<job>/<query>``."""
-    return sorted(p.parent for p in root.glob("*/*/offsets") if p.is_dir())
+    """Every job's query checkpoint under a checkpoint root laid out as ``<root>/<job>``."""
+    return sorted(p.parent for p in root.glob("*/offsets") if p.is_dir())
 
 
 def queries_behind(root: Path, topic: str, end_offsets: dict[int, int], *, expected: int) -> list[str]:
     """What still keeps the ``expected`` queries under ``root`` from having committed every record of ``topic``
-    up to ``end_offsets``: the names of lagging queries, or a note that some have no checkpoint yet.
+    up to ``end_offsets``: the jobs whose query lags, or a note that some have no checkpoint yet.
     An empty list means every query has caught up."""
     checkpoints = query_checkpoints(root)
     behind = []
@@ -48,5 +48,5 @@ def queries_behind(root: Path, topic: str, end_offsets: dict[int, int], *, expec
     for checkpoint in checkpoints:
         done = committed_offsets(checkpoint).get(topic, {})
         if any(done.get(p, 0) < end for p, end in end_offsets.items() if end > 0):
-            behind.append(f"{checkpoint.parent.name}/{checkpoint.name}")
+            behind.append(checkpoint.name)
     return behind

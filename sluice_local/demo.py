@@ -2,7 +2,7 @@
 in local mode — for a bounded time, then a summary of what went where.
 
 Steps: check Java, fetch the pinned jars (cached), start a KRaft broker on a free loopback port, create the topics,
-start the basic, windowed and anomaly jobs with ``spark-submit``, run the generator for ``--duration`` seconds,
+start the basic, windowed and anomaly jobs (``python -m spark_jobs.<job>``, each one streaming query), run the generator for ``--duration`` seconds,
 wait until every query has committed every produced record, stop the jobs gracefully (SIGTERM), read the output
 topics, print the summary and write it to ``<work dir>/summary.json``. Ctrl-C stops the generator early and goes
 straight to the drain and summary; a second Ctrl-C tears everything down at once. No process is left behind.
@@ -32,8 +32,6 @@ from sluice_local.topics import TopicSpec, create_topics, end_offsets, read_all
 from spark_jobs.events import DLQ_HEADER_PREFIX
 from spark_jobs.options import DEFAULT_TOPICS
 
-#: Streaming queries each job starts with the console on (see the job modules).
-QUERIES_PER_JOB = {"basic": 4, "windowed": 4, "anomaly": 2}
 SOURCE_PARTITIONS = 3
 _STOP_GRACE_S = 90
 _PREFIX_WIDTH = 9
@@ -121,6 +119,7 @@ def _job_args(job: str, bootstrap: str, work: Path, trigger: str) -> list[str]:
         str(work / "checkpoints"),
         "--trigger",
         trigger,
+        "--console",
         "--console-rows",
         "8",
     ]
@@ -343,7 +342,7 @@ def _check_jobs(jobs: dict[str, _Child]) -> None:
 def _await_drained(jobs: dict[str, _Child], bootstrap: str, work: Path, *, timeout: float) -> None:
     ends = end_offsets(bootstrap, DEFAULT_TOPICS.source)
     deadline = time.monotonic() + timeout
-    expected = sum(QUERIES_PER_JOB.values())
+    expected = len(jobs)  # one streaming query per job
     while True:
         _check_jobs(jobs)
         behind = queries_behind(work / "checkpoints", DEFAULT_TOPICS.source, ends, expected=expected)

@@ -29,7 +29,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from spark_jobs.events import parse_events, valid_events
+from spark_jobs import micro_batch, windows
+from spark_jobs.micro_batch import JobPlan, Output
 from spark_jobs.options import (
     DEFAULT_TOPICS,
     CommonOptions,
@@ -40,10 +41,8 @@ from spark_jobs.options import (
     common_options,
     validate_topic,
 )
-from spark_jobs.records import flatten_window
 from spark_jobs.runner import run_job
-from spark_jobs.sinks import start_dead_letter_output, start_topic_output
-from spark_jobs.sources import read_kafka
+from spark_jobs.windows import WindowSpec
 
 JOB = "anomaly"
 HIGH_VALUE = "HIGH_VALUE"
@@ -72,19 +71,23 @@ class AnomalyOptions:
 # --- transforms (pure) --------------------------------------------------------------------------------------
 
 
-def window_stats(events: DataFrame, *, window: Duration, slide: Duration, watermark: Duration) -> DataFrame:
-    """Per-device sliding-window statistics: ``window_start, window_end, device_id, record_count, avg_value,
-    stddev_value, min_value, max_value`` (native aggregates only; no value lists are kept)."""
-    return flatten_window(
-        events.withWatermark("event_time", watermark.spark())
-        .groupBy(F.window("event_time", window.spark(), slide.spark()), "device_id")
-        .agg(
-            F.count(F.lit(1)).alias("record_count"),
-            F.avg("value").alias("avg_value"),
-            F.stddev_samp("value").alias("stddev_value"),
-            F.min("value").alias("min_value"),
-            F.max("value").alias("max_value"),
-        )
+def window_spec(opts: AnomalyOptions) -> WindowSpec:
+    """The windows statistics are taken over: per device, ``--window`` long, one every ``--slide``."""
+    return WindowSpec("stats", "device_id", opts.window, opts.slide)
+
+
+def window_stats(values: DataFrame, spec: WindowSpec) -> DataFrame:
+    """Per-device window statistics: ``window_start, window_end, device_id, record_count, avg_value,
+    stddev_value, min_value, max_value`` (from :func:`spark_jobs.windows.window_values`)."""
+    return windows.of(values, spec).select(
+        "window_start",
+        "window_end",
+        "device_id",
+        "record_count",
+        "avg_value",
+        "stddev_value",
+        "min_value",
+        "max_value",
     )
 
 
@@ -127,22 +130,24 @@ def alerts(stats: DataFrame, *, threshold: float, stddev_floor: float) -> DataFr
 # --- wiring: source -> transforms -> sinks ----------------------------------------------------------------------
 
 
-def start(spark: SparkSession, opts: AnomalyOptions) -> list[StreamingQuery]:
-    """Start the dead-letter query and the alerts query; return them."""
-    common = opts.common
-    parsed = parse_events(read_kafka(spark, common))
-    stats = window_stats(valid_events(parsed), window=opts.window, slide=opts.slide, watermark=opts.watermark)
-    return [
-        start_dead_letter_output(parsed, opts=common, job=JOB),
-        start_topic_output(
-            alerts(stats, threshold=opts.threshold, stddev_floor=opts.stddev_floor),
-            key=["device_id", "window_start"],
-            opts=common,
-            job=JOB,
-            name="alerts",
-            topic=opts.alerts_topic,
-        ),
-    ]
+def plan(opts: AnomalyOptions) -> JobPlan:
+    """What the job writes: the anomalous windows, once final, to ``--alerts-topic``."""
+    spec = window_spec(opts)
+
+    def rows(values: DataFrame) -> DataFrame:
+        return alerts(window_stats(values, spec), threshold=opts.threshold, stddev_floor=opts.stddev_floor)
+
+    return JobPlan(
+        job=JOB,
+        specs=(spec,),
+        watermark=opts.watermark,
+        outputs=(Output("alerts", opts.alerts_topic, ("device_id", "window_start"), rows),),
+    )
+
+
+def start(spark: SparkSession, opts: AnomalyOptions) -> StreamingQuery:
+    """Start the job's streaming query."""
+    return micro_batch.start(spark, plan(opts), opts.common)
 
 
 def build_parser() -> argparse.ArgumentParser:

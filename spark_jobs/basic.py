@@ -20,10 +20,10 @@ import sys
 from dataclasses import dataclass, field
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from spark_jobs.events import parse_events, valid_events
+from spark_jobs import micro_batch, windows
+from spark_jobs.micro_batch import ConsoleView, EventFileOutput, JobPlan, Output
 from spark_jobs.options import (
     DEFAULT_TOPICS,
     FILE_FORMATS,
@@ -35,15 +35,8 @@ from spark_jobs.options import (
     common_options,
     validate_topic,
 )
-from spark_jobs.records import flatten_window
 from spark_jobs.runner import run_job
-from spark_jobs.sinks import (
-    start_console_output,
-    start_dead_letter_output,
-    start_file_output,
-    start_topic_output,
-)
-from spark_jobs.sources import read_kafka
+from spark_jobs.windows import WindowSpec
 
 JOB = "basic"
 
@@ -68,59 +61,60 @@ class BasicOptions:
 # --- transforms (pure) --------------------------------------------------------------------------------------
 
 
-def status_counts(events: DataFrame) -> DataFrame:
-    """How many events of each status have been seen: ``status, record_count``."""
-    return events.groupBy("status").agg(F.count(F.lit(1)).alias("record_count"))
+def window_specs(opts: BasicOptions, *, console: bool) -> tuple[WindowSpec, ...]:
+    """The per-device sliding windows, and (only watched on the console) the running counts by status."""
+    specs = (WindowSpec("device_windows", "device_id", opts.window, opts.slide),)
+    return (*specs, WindowSpec("status_counts", "status", None)) if console else specs
 
 
-def device_windows(events: DataFrame, *, window: Duration, slide: Duration, watermark: Duration) -> DataFrame:
+def device_windows(values: DataFrame, spec: WindowSpec) -> DataFrame:
     """Average and count of each device's values in sliding event-time windows.
 
     ``window_start, window_end, device_id, avg_value, record_count``; windows are aligned to the epoch
     (``[k*slide, k*slide + window)``). A window is final once the watermark reaches its end; an event arriving
     later does not count in it (it still counts in the windows it belongs to that are open).
     """
-    return flatten_window(
-        events.withWatermark("event_time", watermark.spark())
-        .groupBy(F.window("event_time", window.spark(), slide.spark()), "device_id")
-        .agg(F.avg("value").alias("avg_value"), F.count(F.lit(1)).alias("record_count"))
+    return windows.of(values, spec).select(
+        "window_start", "window_end", "device_id", "avg_value", "record_count"
     )
+
+
+def status_counts(values: DataFrame, spec: WindowSpec) -> DataFrame:
+    """How many events of each status have been seen: ``status, record_count``."""
+    return windows.of(values, spec).select("status", "record_count")
 
 
 # --- wiring: source -> transforms -> sinks ----------------------------------------------------------------------
 
 
-def start(spark: SparkSession, opts: BasicOptions) -> list[StreamingQuery]:
-    """Start the job's queries (see the module docstring) and return them."""
-    common = opts.common
-    parsed = parse_events(read_kafka(spark, common))
-    events = valid_events(parsed)
-    queries = [
-        start_dead_letter_output(parsed, opts=common, job=JOB),
-        start_topic_output(
-            device_windows(events, window=opts.window, slide=opts.slide, watermark=opts.watermark),
-            key=["device_id", "window_start"],
-            opts=common,
-            job=JOB,
-            name="device_windows",
-            topic=opts.processed_topic,
+def plan(opts: BasicOptions) -> JobPlan:
+    """What the job writes: the device windows to ``--processed-topic``, every valid event to the files, and the
+    status counts to the console (when it is on)."""
+    specs = window_specs(opts, console=opts.common.console)
+    windows_spec = specs[0]
+    views = ()
+    if opts.common.console:
+        views = (ConsoleView("status_counts", lambda v: status_counts(v, specs[1]), ("status",)),)
+    return JobPlan(
+        job=JOB,
+        specs=specs,
+        watermark=opts.watermark,
+        outputs=(
+            Output(
+                "device_windows",
+                opts.processed_topic,
+                ("device_id", "window_start"),
+                lambda v: device_windows(v, windows_spec),
+            ),
         ),
-        start_file_output(
-            events,
-            path=f"{opts.output_dir.rstrip('/')}/events",
-            file_format=opts.file_format,
-            opts=common,
-            job=JOB,
-            name="event_files",
-        ),
-    ]
-    if common.console:
-        queries.append(
-            start_console_output(
-                status_counts(events), opts=common, job=JOB, name="status_counts", output_mode="complete"
-            )
-        )
-    return queries
+        event_files=EventFileOutput(f"{opts.output_dir.rstrip('/')}/events", opts.file_format),
+        console_views=views,
+    )
+
+
+def start(spark: SparkSession, opts: BasicOptions) -> StreamingQuery:
+    """Start the job's streaming query (see the module docstring)."""
+    return micro_batch.start(spark, plan(opts), opts.common)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -161,7 +161,7 @@ class CommonOptions:
     max_offsets_per_trigger: int | None = None
     trigger: Trigger = field(default_factory=Trigger)
     output_mode: str = "append"
-    console: bool = True
+    console: bool = False
     console_rows: int = 20
     shuffle_partitions: int = 4
     master: str | None = None
@@ -193,9 +193,9 @@ class CommonOptions:
                 'such as {"stream_data_topic":{"0":42}}'
             )
 
-    def checkpoint(self, job: str, query: str) -> str:
-        """Checkpoint directory of one streaming query: ``<root>/<job>/<query>``."""
-        return f"{self.checkpoint_root.rstrip('/')}/{job}/{query}"
+    def checkpoint(self, job: str) -> str:
+        """Checkpoint directory of a job's streaming query (and its window state): ``<root>/<job>``."""
+        return f"{self.checkpoint_root.rstrip('/')}/{job}"
 
 
 def _positive_int(flag: str):
@@ -236,7 +236,12 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="processing-time interval such as 5s, or available-now to process what is there and stop",
     )
     g.add_argument("--output-mode", default=d.output_mode, help="append (final windows once) or update")
-    g.add_argument("--no-console", dest="console", action="store_false", help="do not print to the console")
+    g.add_argument(
+        "--console",
+        action=argparse.BooleanOptionalAction,
+        default=d.console,
+        help="also print each micro-batch's output rows as tables (for watching a run; off in pods)",
+    )
     g.add_argument("--console-rows", type=int, default=d.console_rows, help="rows shown per console batch")
     g.add_argument(
         "--shuffle-partitions", type=int, default=d.shuffle_partitions, help="spark.sql.shuffle.partitions"

@@ -11,14 +11,6 @@ from spark_jobs.events import ISO_OUTPUT_FORMAT
 _JSON_OPTIONS = {"timestampFormat": ISO_OUTPUT_FORMAT, "ignoreNullFields": "false"}
 
 
-def flatten_window(df: DataFrame) -> DataFrame:
-    """Replace the ``window`` struct of a windowed aggregation by ``window_start`` and ``window_end`` columns."""
-    others = [c for c in df.columns if c != "window"]
-    return df.select(
-        F.col("window.start").alias("window_start"), F.col("window.end").alias("window_end"), *others
-    )
-
-
 def _key_part(df: DataFrame, name: str) -> Column:
     if isinstance(df.schema[name].dataType, TimestampType):
         return F.date_format(name, ISO_OUTPUT_FORMAT)

@@ -94,6 +94,6 @@ def run(app_name: str, opts: CommonOptions, start: Callable[[SparkSession], list
 
 
 def run_job(job: str, parser, options_from: Callable, start: Callable, argv: list[str] | None) -> int:
-    """A job's ``main``: parse ``argv`` into its options (bad flags exit 2), then :func:`run` its queries."""
+    """A job's ``main``: parse ``argv`` into its options (bad flags exit 2), then :func:`run` its query."""
     opts = parse_with(parser, options_from, argv)
-    return run(f"sluice-{job}", opts.common, lambda spark: start(spark, opts))
+    return run(f"sluice-{job}", opts.common, lambda spark: [start(spark, opts)])

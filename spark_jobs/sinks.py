@@ -1,75 +1,76 @@
-"""Where the jobs write: Kafka topics (echoed to the console), Parquet/JSON files, and the dead-letter topic.
-
-Each function starts one streaming query with its own checkpoint under ``<checkpoint root>/<job>/<name>``.
-"""
+"""Where a micro-batch's results go: Kafka topics (outputs and dead letters in one write), the basic job's event
+files, and the console. Each function writes one micro-batch; :mod:`spark_jobs.micro_batch` calls them."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.streaming import StreamingQuery
 
-from spark_jobs.events import dead_letters
 from spark_jobs.options import CommonOptions
-from spark_jobs.records import to_kafka_records
+
+#: The columns of a record for Kafka: ``headers`` may be null.
+RECORD_COLUMNS = ("topic", "key", "value", "headers")
+_HEADERS_TYPE = "array<struct<key:string,value:binary>>"
 
 
-def _writer(df: DataFrame, *, opts: CommonOptions, job: str, name: str, output_mode: str):
-    return (
-        df.writeStream.queryName(f"{opts.query_prefix}{job}.{name}")
-        .option("checkpointLocation", opts.checkpoint(job, name))
-        .outputMode(output_mode)
-        .trigger(**opts.trigger.spark_kwargs())
+def as_records(records: DataFrame, topic: str) -> DataFrame:
+    """``key, value`` records (and ``headers``, if present) bound for ``topic``: :data:`RECORD_COLUMNS`."""
+    headers = F.col("headers") if "headers" in records.columns else F.lit(None).cast(_HEADERS_TYPE)
+    return records.select(
+        F.lit(topic).alias("topic"),
+        F.col("key").cast("binary").alias("key"),
+        F.col("value").cast("binary").alias("value"),
+        headers.alias("headers"),
     )
 
 
-def _kafka_options(opts: CommonOptions, topic: str) -> dict[str, str]:
-    return {"kafka.bootstrap.servers": opts.bootstrap_servers, "topic": topic}
+def write_to_kafka(records: DataFrame, opts: CommonOptions) -> None:
+    """Write :data:`RECORD_COLUMNS` rows, each to the topic it names (one Kafka write for all of them)."""
+    records.write.format("kafka").option("kafka.bootstrap.servers", opts.bootstrap_servers).save()
 
 
-def start_topic_output(
-    rows: DataFrame,
-    *,
-    key: list[str],
-    opts: CommonOptions,
-    job: str,
-    name: str,
-    topic: str,
-    output_mode: str | None = None,
-) -> StreamingQuery:
-    """Write ``rows`` to ``topic`` as keyed JSON records (see :func:`to_kafka_records`).
+class EventFiles:
+    """Spark's own file sink, called once per micro-batch: the files of a batch appear in its ``_spark_metadata``
+    log only once all are written, so readers that honour the log never see a partial batch, and a batch run again
+    after a crash is skipped (exactly once).
 
-    With the console on, the same micro-batch is also printed as a table: one query does both, so the source is
-    read once and the console shows exactly what was written.
+    A streaming query has one sink; the basic job's query also writes Kafka, so it writes its files from its
+    micro-batch handler through the same sink class Spark's ``format("parquet")`` stream uses.
     """
-    mode = output_mode or opts.output_mode
-    kafka = _kafka_options(opts, topic)
-    if not opts.console:
-        records = to_kafka_records(rows, key=key)
-        return (
-            _writer(records, opts=opts, job=job, name=name, output_mode=mode)
-            .format("kafka")
-            .options(**kafka)
-            .start()
+
+    def __init__(self, spark: SparkSession, *, path: str, file_format: str, partition_by: str) -> None:
+        jvm = spark.sparkContext._jvm
+        formats = {
+            "parquet": jvm.org.apache.spark.sql.execution.datasources.parquet.ParquetFileFormat,
+            "json": jvm.org.apache.spark.sql.execution.datasources.json.JsonFileFormat,
+        }
+        columns = jvm.java.util.ArrayList()
+        columns.add(partition_by)
+        utils = jvm.org.apache.spark.api.python.PythonUtils
+        self.path = path
+        self._sink = jvm.org.apache.spark.sql.execution.streaming.sinks.FileStreamSink(
+            spark._jsparkSession,
+            path,
+            formats[file_format](),
+            utils.toSeq(columns),
+            utils.toScalaMap(jvm.java.util.HashMap()),
         )
 
-    show_rows = opts.console_rows
+    def write(self, batch_id: int, rows: DataFrame) -> None:
+        self._sink.addBatch(batch_id, rows._jdf)
 
-    def emit(batch: DataFrame, batch_id: int) -> None:
-        batch.persist()
-        try:
-            to_kafka_records(batch, key=key).write.format("kafka").options(**kafka).save()
-            total = batch.count()
-            if total:
-                shown = batch.orderBy(*key).limit(show_rows).collect()
-                title = f"{job} / {name} -> {topic}: batch {batch_id}, {total} rows"
-                print(format_table(title, batch.columns, shown, total), flush=True)
-        finally:
-            batch.unpersist()
-
-    return _writer(rows, opts=opts, job=job, name=name, output_mode=mode).foreachBatch(emit).start()
+    def latest_batch(self, spark: SparkSession) -> int | None:
+        """The latest batch id in the files' ``_spark_metadata`` log (None when there is none)."""
+        jvm = spark.sparkContext._jvm
+        log = jvm.org.apache.hadoop.fs.Path(self.path, "_spark_metadata")
+        fs = log.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+        if not fs.exists(log):
+            return None
+        names = [status.getPath().getName().removesuffix(".compact") for status in fs.listStatus(log)]
+        ids = [int(n) for n in names if n.isdigit()]
+        return max(ids) if ids else None
 
 
 def _cell(value) -> str:
@@ -91,39 +92,9 @@ def format_table(title: str, columns: list[str], rows: list, total: int) -> str:
     return "\n".join([f"== {title}", line, *body, *more, ""])
 
 
-def start_console_output(
-    rows: DataFrame, *, opts: CommonOptions, job: str, name: str, output_mode: str
-) -> StreamingQuery:
-    """Print each micro-batch of ``rows`` (a console-only view such as running status counts)."""
-    return (
-        _writer(rows, opts=opts, job=job, name=name, output_mode=output_mode)
-        .format("console")
-        .option("numRows", str(opts.console_rows))
-        .option("truncate", "false")
-        .start()
-    )
-
-
-def start_file_output(
-    events: DataFrame, *, path: str, file_format: str, opts: CommonOptions, job: str, name: str
-) -> StreamingQuery:
-    """Append ``events`` to ``path`` in ``file_format``, partitioned by UTC ``event_date`` (exactly once: Spark's
-    file sink keeps a ``_spark_metadata`` log, and readers that honour it never see a partial batch)."""
-    dated = events.withColumn("event_date", F.to_date("event_time"))
-    return (
-        _writer(dated, opts=opts, job=job, name=name, output_mode="append")
-        .format(file_format)
-        .option("path", path)
-        .partitionBy("event_date")
-        .start()
-    )
-
-
-def start_dead_letter_output(parsed: DataFrame, *, opts: CommonOptions, job: str) -> StreamingQuery:
-    """Send every record :func:`spark_jobs.events.parse_events` rejected to the dead-letter topic."""
-    return (
-        _writer(dead_letters(parsed, job=job), opts=opts, job=job, name="dead_letters", output_mode="append")
-        .format("kafka")
-        .options(**_kafka_options(opts, opts.dead_letter_topic))
-        .start()
-    )
+def print_rows(title: str, rows: DataFrame, *, order_by: list[str], limit: int) -> None:
+    """Print up to ``limit`` rows of ``rows`` (ordered) as one table, unless there are none."""
+    total = rows.count()
+    if total:
+        shown = rows.orderBy(*order_by).limit(limit).collect()
+        print(format_table(f"{title}, {total} rows", rows.columns, shown, total), flush=True)

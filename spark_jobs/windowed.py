@@ -25,7 +25,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from spark_jobs.events import parse_events, valid_events
+from spark_jobs import micro_batch, windows
+from spark_jobs.micro_batch import JobPlan, Output
 from spark_jobs.options import (
     DEFAULT_TOPICS,
     CommonOptions,
@@ -35,10 +36,8 @@ from spark_jobs.options import (
     common_options,
     validate_topic,
 )
-from spark_jobs.records import flatten_window
 from spark_jobs.runner import run_job
-from spark_jobs.sinks import start_dead_letter_output, start_topic_output
-from spark_jobs.sources import read_kafka
+from spark_jobs.windows import WindowSpec
 
 JOB = "windowed"
 AGGREGATIONS = ("tumbling", "sliding", "status")
@@ -64,78 +63,76 @@ class WindowedOptions:
 # --- transforms (pure) --------------------------------------------------------------------------------------
 
 
-def _labelled(aggregation: str, df: DataFrame) -> DataFrame:
-    return flatten_window(df).select(F.lit(aggregation).alias("aggregation"), "*")
+def window_specs(opts: WindowedOptions) -> tuple[WindowSpec, ...]:
+    """The job's three aggregations, computed together in one pass over each micro-batch."""
+    return (
+        WindowSpec("tumbling", "device_id", opts.tumbling_window),
+        WindowSpec("sliding", "device_id", opts.sliding_window, opts.sliding_slide),
+        WindowSpec("status", "status", opts.status_window),
+    )
 
 
-def tumbling(events: DataFrame, *, window: Duration, watermark: Duration) -> DataFrame:
+def tumbling(values: DataFrame, spec: WindowSpec) -> DataFrame:
     """Per-device tumbling windows ``[k*window, (k+1)*window)``: average, maximum, minimum and count."""
-    return _labelled(
-        "tumbling",
-        events.withWatermark("event_time", watermark.spark())
-        .groupBy(F.window("event_time", window.spark()), "device_id")
-        .agg(
-            F.avg("value").alias("avg_value"),
-            F.max("value").alias("max_value"),
-            F.min("value").alias("min_value"),
-            F.count(F.lit(1)).alias("record_count"),
-        ),
+    return windows.of(values, spec).select(
+        F.lit("tumbling").alias("aggregation"),
+        "window_start",
+        "window_end",
+        "device_id",
+        "avg_value",
+        "max_value",
+        "min_value",
+        "record_count",
     )
 
 
-def sliding(events: DataFrame, *, window: Duration, slide: Duration, watermark: Duration) -> DataFrame:
-    """Per-device sliding windows: average, sample standard deviation and count."""
-    return _labelled(
-        "sliding",
-        events.withWatermark("event_time", watermark.spark())
-        .groupBy(F.window("event_time", window.spark(), slide.spark()), "device_id")
-        .agg(
-            F.avg("value").alias("avg_value"),
-            F.stddev_samp("value").alias("stddev_value"),
-            F.count(F.lit(1)).alias("record_count"),
-        ),
+def sliding(values: DataFrame, spec: WindowSpec) -> DataFrame:
+    """Per-device sliding windows: average, sample standard deviation (null for one event) and count."""
+    return windows.of(values, spec).select(
+        F.lit("sliding").alias("aggregation"),
+        "window_start",
+        "window_end",
+        "device_id",
+        "avg_value",
+        "stddev_value",
+        "record_count",
     )
 
 
-def status_counts(events: DataFrame, *, window: Duration, watermark: Duration) -> DataFrame:
+def status_counts(values: DataFrame, spec: WindowSpec) -> DataFrame:
     """How many events of each status fall in each (by default hourly) tumbling window."""
-    return _labelled(
-        "status",
-        events.withWatermark("event_time", watermark.spark())
-        .groupBy(F.window("event_time", window.spark()), "status")
-        .agg(F.count(F.lit(1)).alias("record_count")),
+    return windows.of(values, spec).select(
+        F.lit("status").alias("aggregation"), "window_start", "window_end", "status", "record_count"
     )
 
 
 # --- wiring: source -> transforms -> sinks ----------------------------------------------------------------------
 
 
-def start(spark: SparkSession, opts: WindowedOptions) -> list[StreamingQuery]:
-    """Start the dead-letter query and one query per aggregation; return them."""
-    common = opts.common
-    parsed = parse_events(read_kafka(spark, common))
-    events = valid_events(parsed)
-    outputs = {
-        "tumbling": (tumbling(events, window=opts.tumbling_window, watermark=opts.watermark), "device_id"),
-        "sliding": (
-            sliding(events, window=opts.sliding_window, slide=opts.sliding_slide, watermark=opts.watermark),
-            "device_id",
-        ),
-        "status": (status_counts(events, window=opts.status_window, watermark=opts.watermark), "status"),
-    }
-    queries = [start_dead_letter_output(parsed, opts=common, job=JOB)]
-    for name, (rows, group) in outputs.items():
-        queries.append(
-            start_topic_output(
-                rows,
-                key=["aggregation", group, "window_start"],
-                opts=common,
-                job=JOB,
-                name=name,
-                topic=opts.windowed_topic,
-            )
+def plan(opts: WindowedOptions) -> JobPlan:
+    """What the job writes: each aggregation's windows, once final, to ``--windowed-topic``."""
+    tumbling_spec, sliding_spec, status_spec = window_specs(opts)
+
+    def output(name: str, spec: WindowSpec, rows, group: str) -> Output:
+        return Output(
+            name, opts.windowed_topic, ("aggregation", group, "window_start"), lambda v: rows(v, spec)
         )
-    return queries
+
+    return JobPlan(
+        job=JOB,
+        specs=(tumbling_spec, sliding_spec, status_spec),
+        watermark=opts.watermark,
+        outputs=(
+            output("tumbling", tumbling_spec, tumbling, "device_id"),
+            output("sliding", sliding_spec, sliding, "device_id"),
+            output("status", status_spec, status_counts, "status"),
+        ),
+    )
+
+
+def start(spark: SparkSession, opts: WindowedOptions) -> StreamingQuery:
+    """Start the job's streaming query (one read of the source for all three aggregations)."""
+    return micro_batch.start(spark, plan(opts), opts.common)
 
 
 def build_parser() -> argparse.ArgumentParser:

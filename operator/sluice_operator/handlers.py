@@ -259,6 +259,7 @@ def reconcile(
         extra: dict = {}
         if component in manifests.JOBS:
             fingerprint = manifests.state_fingerprint(spec=spec, job=component)
+            earlier = record.fingerprint
             record, moved = lifecycle.next_generation(record, fingerprint)
             if moved:
                 old = manifests.checkpoint_root(
@@ -266,12 +267,10 @@ def reconcile(
                     job=component,
                     generation=record.generation - 1,
                 )
-                kopf.warn(
-                    body,
-                    reason="CheckpointReset",
-                    message=f"{component}: its windows or source changed, so its state cannot be reused; it starts on "
-                    f"a fresh checkpoint (the old one stays at {old})",
+                message = manifests.checkpoint_reset_message(
+                    job=component, earlier_fingerprint=earlier, old_checkpoint=old
                 )
+                kopf.warn(body, reason="CheckpointReset", message=message)
         plan = manifests.pod_plan(
             pipeline=name, namespace=namespace, spec=spec, component=component, generation=record.generation
         )

@@ -4,8 +4,8 @@ Every builder is keyword-only, takes no client and returns plain dicts; the hand
 ``python -m spark_jobs.<job>`` (or the generator) with flags built from the spec — the jobs never read the cluster —
 and meet PodSecurity ``restricted``. Checkpoint layout on the volume (mounted at :data:`STATE_MOUNT`)::
 
-    [<namespace>/<name>/]checkpoints/<job>/g<generation>/<job>/<query>   offsets, commits, state stores
-    [<namespace>/<name>/]output/                                          the basic job's event files
+    [<namespace>/<name>/]checkpoints/<job>/g<generation>/<job>/    the job's query: offsets, commits, windows/
+    [<namespace>/<name>/]output/g<generation>/events/              the basic job's event files
 
 (the bracketed prefix on a shared claim, see :func:`state_root`).
 
@@ -80,12 +80,19 @@ def checkpoint_pvc(*, pipeline: str, namespace: str, spec: PipelineSpec) -> dict
 # --- what a job's state depends on -------------------------------------------------------------------------------
 
 
-def state_fingerprint(*, spec: PipelineSpec, job: str) -> str:
-    """A short hash of the settings a job's checkpointed state depends on: its source topic and its windows.
+#: The jobs' checkpoint layout. 2: one streaming query per job with its window snapshots (Sluice 0.2); the
+#: layout before it (one query per output) had no number. Part of every state fingerprint.
+CHECKPOINT_LAYOUT = 2
 
-    When it changes, the state on the volume cannot be reused (Spark refuses a checkpoint whose aggregation
-    changed, or resumes offsets of another topic), so the job starts on a fresh checkpoint generation.
-    Thresholds, triggers, output modes and resources do not enter it: the job resumes from its checkpoint.
+
+def state_fingerprint(*, spec: PipelineSpec, job: str) -> str:
+    """``l<layout>-<hash>``: the jobs' checkpoint layout and a short hash of the settings a job's checkpointed state
+    depends on, its source topic and its windows.
+
+    When it changes, the state on the volume cannot be reused (the job refuses window state of other windows, or
+    would resume offsets of another topic, or cannot read the layout), so the job starts on a fresh checkpoint
+    generation. Thresholds, watermarks, triggers, output modes and resources do not enter it: the job resumes
+    from its checkpoint.
     """
     j = getattr(spec.jobs, job)
     shape: dict = {"source": spec.kafka.topics.source.name}
@@ -100,7 +107,25 @@ def state_fingerprint(*, spec: PipelineSpec, job: str) -> str:
         )
     else:
         shape.update(window=j.window, slide=j.slide)
-    return _short_hash(shape)
+    return f"l{CHECKPOINT_LAYOUT}-{_short_hash(shape)}"
+
+
+def layout_changed(old_fingerprint: str) -> bool:
+    """Whether a job's earlier fingerprint was taken under another checkpoint layout than today's."""
+    return not old_fingerprint.startswith(f"l{CHECKPOINT_LAYOUT}-")
+
+
+def checkpoint_reset_message(*, job: str, earlier_fingerprint: str | None, old_checkpoint: str) -> str:
+    """What the operator tells the user when ``job`` moves to a fresh checkpoint generation, and why."""
+    why = (
+        "Sluice's checkpoint layout changed (one streaming query per job since Sluice 0.2)"
+        if earlier_fingerprint and layout_changed(earlier_fingerprint)
+        else "its windows or source changed"
+    )
+    return (
+        f"{job}: {why}, so its state cannot be reused; it starts on a fresh checkpoint from the earliest offsets "
+        f"(the old one stays at {old_checkpoint})"
+    )
 
 
 def state_root(*, spec: PipelineSpec, namespace: str, pipeline: str) -> str:
@@ -169,7 +194,8 @@ def job_args(*, spec: PipelineSpec, job: str, generation: int, root: str = STATE
         args += [
             "--window", j.window, "--slide", j.slide, "--watermark", j.watermark,
             "--processed-topic", t.processed.name,
-            "--output-dir", f"{root}/output",
+            # Per generation: Spark's file sink log counts batches, and a fresh checkpoint counts from 0 again.
+            "--output-dir", f"{root}/output/g{generation}",
             "--file-format", j.file_format,
         ]  # fmt: skip
     elif job == "windowed":

@@ -55,7 +55,7 @@ def run_windowed(spark, bootstrap, source, *, out, dead, tmp_path, mode: str) ->
         windowed_topic=out,
         status_window=Duration.parse("1h"),
     )
-    queries = windowed.start(spark, opts)
+    queries = [windowed.start(spark, opts)]
     try:
         assert await_queries(queries) is None
     finally:

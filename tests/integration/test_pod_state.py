@@ -4,9 +4,8 @@ The pod spec comes from the operator's own builder (``sluice_operator.manifests.
 ``spark.mode: local``. Its container command runs here as a process, the volume mount path mapped to a temp
 directory (the "PVC"), against the session's real Kafka broker. Two things differ from the pod and are said here:
 ``python3`` is this interpreter, and ``--jars`` adds the connector jars that the job image bakes into pyspark. The
-test checks that the stateful aggregations' state stores (written by the executors, which in local mode run in the
-driver pod) are on the volume, and that after SIGTERM and a restart the job resumes from them: no batch run twice,
-no window emitted twice.
+test checks that the job's checkpoint and its window snapshots are on the volume, and that after SIGTERM and a
+restart the job resumes from them: no batch run twice, no window emitted twice.
 """
 
 from __future__ import annotations
@@ -46,10 +45,9 @@ def pod_process(plan, volume: Path, log: Path) -> subprocess.Popen:
     return subprocess.Popen(command + args, env=env, stdout=log.open("a"), stderr=subprocess.STDOUT)
 
 
-def state_files(query: Path) -> list[Path]:
-    return sorted(
-        p for p in (query / "state").rglob("*") if p.is_file() and p.suffix in {".delta", ".snapshot"}
-    )
+def snapshots(query: Path) -> dict[int, Path]:
+    """The job's window snapshots (open windows and watermark after a micro-batch), by batch id."""
+    return {int(p.stem): p for p in (query / "windows").glob("*.json")}
 
 
 def wait_until(check, timeout: float, what: str, process: subprocess.Popen, log: Path):
@@ -107,7 +105,7 @@ def test_job_state_lands_on_the_volume_and_survives_a_restart(kafka_broker, tmp_
     volume = tmp_path / "pvc"
     volume.mkdir()
     log = tmp_path / "windowed.log"
-    tumbling = volume / "checkpoints" / "windowed" / "g0" / "windowed" / "tumbling"
+    checkpoint = volume / "checkpoints" / "windowed" / "g0" / "windowed"
     assert plan.checkpoint_path == f"{STATE_MOUNT}/checkpoints/windowed/g0"
 
     # Run 1: 60 s of event time (1200 events); stop with SIGTERM, as the kubelet stops a pod.
@@ -116,8 +114,8 @@ def test_job_state_lands_on_the_volume_and_survives_a_restart(kafka_broker, tmp_
     try:
         wait_until(
             lambda: (
-                committed_offsets(tumbling).get(source)
-                and sum(committed_offsets(tumbling)[source].values()) >= 1200
+                committed_offsets(checkpoint).get(source)
+                and sum(committed_offsets(checkpoint)[source].values()) >= 1200
             ),
             240,
             "run 1 to commit every record",
@@ -127,10 +125,10 @@ def test_job_state_lands_on_the_volume_and_survives_a_restart(kafka_broker, tmp_
     finally:
         job.send_signal(signal.SIGTERM)
         assert job.wait(120) == 0, log.read_text()[-3000:]
-    first_state = state_files(tumbling)
-    assert first_state, "the aggregation's state store is not on the volume"
-    assert all(volume in p.parents for p in first_state)
-    first_batches = sorted(int(p.name) for p in (tumbling / "commits").iterdir() if p.name.isdigit())
+    first_state = snapshots(checkpoint)
+    assert first_state, "the job's window snapshots are not on the volume"
+    assert all((p.with_suffix("")).is_dir() for p in first_state.values()), "a snapshot without its windows"
+    first_batches = sorted(int(p.name) for p in (checkpoint / "commits").iterdir() if p.name.isdigit())
     emitted_first = [m.key() for m in read_all(bootstrap, output)]
     assert emitted_first, "run 1 should have closed some windows"
 
@@ -139,7 +137,7 @@ def test_job_state_lands_on_the_volume_and_survives_a_restart(kafka_broker, tmp_
     job = pod_process(plan, volume, log)
     try:
         wait_until(
-            lambda: sum(committed_offsets(tumbling).get(source, {}).values()) >= 2400,
+            lambda: sum(committed_offsets(checkpoint).get(source, {}).values()) >= 2400,
             240,
             "run 2 to commit every record",
             job,
@@ -148,12 +146,12 @@ def test_job_state_lands_on_the_volume_and_survives_a_restart(kafka_broker, tmp_
     finally:
         job.send_signal(signal.SIGTERM)
         assert job.wait(120) == 0, log.read_text()[-3000:]
-    batches = sorted(int(p.name) for p in (tumbling / "commits").iterdir() if p.name.isdigit())
+    batches = sorted(int(p.name) for p in (checkpoint / "commits").iterdir() if p.name.isdigit())
     # resumed: batch ids continue from run 1 (no batch was run again from scratch)
     assert batches[: len(first_batches)] == first_batches and batches[-1] > first_batches[-1]
-    # run 1's state files are still there, and run 2 wrote newer versions next to them
-    later_state = state_files(tumbling)
-    assert set(first_state) <= set(later_state) and len(later_state) > len(first_state)
+    # run 2 went on from run 1's last snapshot: its snapshots are of the batches after it
+    later_state = snapshots(checkpoint)
+    assert max(later_state) > max(first_state) and max(first_state) in later_state
     keys = [m.key() for m in read_all(bootstrap, output)]
     assert len(keys) == len(set(keys)), "a window was emitted twice"
     assert len(keys) > len(emitted_first)

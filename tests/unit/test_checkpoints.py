@@ -23,7 +23,7 @@ def write_batch(query_dir, batch: int, offsets: dict, *, committed: bool) -> Non
 
 
 def test_only_committed_batches_count(tmp_path):
-    q = tmp_path / "basic" / "device_windows"
+    q = tmp_path / "basic"
     write_batch(q, 0, {"src": {"0": 10, "1": 4}}, committed=True)
     write_batch(q, 1, {"src": {"0": 25, "1": 9}}, committed=False)  # planned, not yet written
     assert committed_offsets(q) == {"src": {0: 10, 1: 4}}
@@ -32,10 +32,10 @@ def test_only_committed_batches_count(tmp_path):
 
 def test_queries_behind_until_all_have_committed_the_end(tmp_path):
     ends = {0: 25, 1: 9, 2: 0}  # partition 2 is empty: nothing to wait for
-    a, b = tmp_path / "basic" / "a", tmp_path / "windowed" / "b"
+    a, b = tmp_path / "basic", tmp_path / "windowed"
     write_batch(a, 0, {"src": {"0": 25, "1": 9}}, committed=True)
     assert queries_behind(tmp_path, "src", ends, expected=2) == ["1 of 2 queries have not run a batch yet"]
     write_batch(b, 0, {"src": {"0": 25, "1": 3}}, committed=True)
-    assert queries_behind(tmp_path, "src", ends, expected=2) == ["windowed/b"]
+    assert queries_behind(tmp_path, "src", ends, expected=2) == ["windowed"]
     write_batch(b, 1, {"src": {"0": 25, "1": 9}}, committed=True)
     assert queries_behind(tmp_path, "src", ends, expected=2) == []

@@ -6,6 +6,7 @@ builds must be accepted by the programs and mean what the spec says."""
 from __future__ import annotations
 
 import pytest
+from sluice_operator import lifecycle
 from sluice_operator import manifests as m
 from sluice_operator.spec import parse_spec
 
@@ -114,7 +115,7 @@ def test_basic_job_flags_parse_to_the_spec_values():
         interval=Duration(2000)
     )
     assert opts.common.checkpoint_root == "/var/lib/sluice/checkpoints/basic/g0" == p.checkpoint_path
-    assert opts.output_dir == "/var/lib/sluice/output" and opts.common.master == "local[3]"
+    assert opts.output_dir == "/var/lib/sluice/output/g0" and opts.common.master == "local[3]"
     assert ("spark.driver.memory", "2g") in opts.common.spark_conf
     assert ("spark.sql.adaptive.enabled", "false") in opts.common.spark_conf
     # the PVC is mounted where the flags point
@@ -182,6 +183,29 @@ def test_state_fingerprint_follows_windows_and_source_only():
         m.state_fingerprint(spec=parse_spec({"jobs": {"windowed": {"statusWindow": "30m"}}}), job="windowed")
         != w
     )
+
+
+def test_state_fingerprint_names_the_checkpoint_layout():
+    fp = m.state_fingerprint(spec=parse_spec({}), job="windowed")
+    assert fp.startswith("l2-") and not m.layout_changed(fp)
+    # A fingerprint from before the layout had a number (one query per output): a bare 12-digit hash.
+    assert m.layout_changed("0123456789ab")
+    # Recorded under the old layout, the same spec moves the job to a fresh checkpoint generation.
+    old = lifecycle.ComponentRecord(fingerprint="0123456789ab")
+    record, moved = lifecycle.next_generation(old, fp)
+    assert moved and record.generation == 1 and record.fingerprint == fp
+    # ... and the operator's Event says why
+    upgraded = m.checkpoint_reset_message(
+        job="windowed", earlier_fingerprint="0123456789ab", old_checkpoint="/x/g0"
+    )
+    assert upgraded == (
+        "windowed: Sluice's checkpoint layout changed (one streaming query per job since Sluice 0.2), so its state "
+        "cannot be reused; it starts on a fresh checkpoint from the earliest offsets (the old one stays at /x/g0)"
+    )
+    changed = m.checkpoint_reset_message(
+        job="windowed", earlier_fingerprint="l2-0123456789ab", old_checkpoint="/x"
+    )
+    assert changed.startswith("windowed: its windows or source changed, so its state cannot be reused")
 
 
 def test_existing_claim_is_shared_under_the_pipelines_own_directory():

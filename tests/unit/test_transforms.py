@@ -7,8 +7,9 @@ from datetime import datetime
 
 import pytest
 
-from spark_jobs import anomaly, basic, windowed
+from spark_jobs import anomaly, basic, windowed, windows
 from spark_jobs.options import Duration
+from spark_jobs.windows import WindowSpec
 
 pytestmark = pytest.mark.unit
 
@@ -23,6 +24,11 @@ def t(hms: str, micros: int = 0) -> datetime:
 
 def frame(spark, rows):
     return spark.createDataFrame(rows, EVENTS_SCHEMA)
+
+
+def over(df, spec: WindowSpec, transform):
+    """``transform`` of every window of ``spec`` over ``df`` (a bounded frame: every window, no watermark)."""
+    return transform(windows.aggregate(df, [spec]), spec)
 
 
 def by_window(rows, *fields):
@@ -47,7 +53,8 @@ def test_basic_sliding_windows_overlap_and_boundaries(spark):
             (t("12:00:02"), "d2", 5.0, "Normal"),
         ],
     )
-    rows = basic.device_windows(df, window=S("10s"), slide=S("5s"), watermark=S("10s")).collect()
+    spec = WindowSpec("device_windows", "device_id", S("10s"), S("5s"))
+    rows = over(df, spec, basic.device_windows).collect()
     assert by_window(rows, "avg_value", "record_count") == {
         (t("11:59:55"), t("12:00:05"), "d1"): (15.0, 2),
         (t("12:00:00"), t("12:00:10"), "d1"): (20.0, 3),
@@ -64,7 +71,10 @@ def test_basic_status_counts(spark):
         spark,
         [(t("12:00:00"), "d1", 1.0, s) for s in ["Normal", "Normal", "Error", "Normal", "Warning", "Error"]],
     )
-    got = {r.status: r.record_count for r in basic.status_counts(df).collect()}
+    got = {
+        r.status: r.record_count
+        for r in over(df, WindowSpec("status_counts", "status", None), basic.status_counts).collect()
+    }
     assert got == {"Normal": 3, "Error": 2, "Warning": 1}
 
 
@@ -80,7 +90,7 @@ def test_tumbling_avg_min_max_count_and_half_open_windows(spark):
             (t("12:00:10"), "d1", 100.0, "Danger"),  # first instant of the next window
         ],
     )
-    rows = windowed.tumbling(df, window=S("10s"), watermark=S("10s")).collect()
+    rows = over(df, WindowSpec("tumbling", "device_id", S("10s")), windowed.tumbling).collect()
     assert {r.aggregation for r in rows} == {"tumbling"}
     assert by_window(rows, "avg_value", "max_value", "min_value", "record_count") == {
         (t("12:00:00"), t("12:00:10"), "d1"): (10.0, 15.0, 5.0, 2),
@@ -92,7 +102,7 @@ def test_sliding_stddev_is_the_sample_stddev(spark):
     # values 2 4 4 4 5 5 7 9: mean 5, squared deviations 9+1+1+1+0+0+4+16 = 32, sample variance 32/7.
     values = [2, 4, 4, 4, 5, 5, 7, 9]
     df = frame(spark, [(t("12:00:11"), "d1", float(v), "Normal") for v in values])
-    rows = windowed.sliding(df, window=S("30s"), slide=S("10s"), watermark=S("10s")).collect()
+    rows = over(df, WindowSpec("sliding", "device_id", S("30s"), S("10s")), windowed.sliding).collect()
     # 12:00:11 lies in [11:59:50, 12:00:20), [12:00:00, 12:00:30) and [12:00:10, 12:00:40)
     assert sorted(r.window_start for r in rows) == [t("11:59:50"), t("12:00:00"), t("12:00:10")]
     for r in rows:
@@ -102,11 +112,10 @@ def test_sliding_stddev_is_the_sample_stddev(spark):
 
 
 def test_sliding_stddev_of_a_single_event_is_null(spark):
-    rows = windowed.sliding(
+    rows = over(
         frame(spark, [(t("12:00:00"), "d1", 3.0, "Normal")]),
-        window=S("30s"),
-        slide=S("10s"),
-        watermark=S("10s"),
+        WindowSpec("sliding", "device_id", S("30s"), S("10s")),
+        windowed.sliding,
     ).collect()
     assert [r.stddev_value for r in rows] == [None, None, None]
 
@@ -121,7 +130,7 @@ def test_hourly_counts_by_status(spark):
             (t("13:00:00"), "d1", 1.0, "Normal"),
         ],
     )
-    rows = windowed.status_counts(df, window=S("1h"), watermark=S("10s")).collect()
+    rows = over(df, WindowSpec("status", "status", S("1h")), windowed.status_counts).collect()
     got = {(r.window_start, r.window_end, r.status): r.record_count for r in rows}
     assert got == {
         (t("12:00:00"), t("13:00:00"), "Normal"): 2,
@@ -147,7 +156,7 @@ def test_window_stats_and_high_value_z_score(spark):
     # sample variance 7290/9 = 810, sigma = sqrt(810) = 28.4605, z_high = 81/sqrt(810) = 2.8460 > 2.
     rows = [(t(f"12:00:{i + 1:02d}"), "d1", 10.0, "Normal") for i in range(9)]
     rows.append((t("12:00:05"), "d1", 100.0, "Danger"))
-    stats = anomaly.window_stats(frame(spark, rows), window=S("30s"), slide=S("30s"), watermark=S("30s"))
+    stats = over(frame(spark, rows), WindowSpec("stats", "device_id", S("30s")), anomaly.window_stats)
     (alert,) = anomaly.alerts(stats, threshold=2.0, stddev_floor=1.0).collect()
     assert alert.anomaly_type == "HIGH_VALUE"
     assert alert.anomaly_score == pytest.approx(81 / math.sqrt(810), rel=1e-12)
@@ -162,7 +171,7 @@ def test_low_value_z_score_is_negative(spark):
     # nine 100s and one 10: mean 91, the same sigma sqrt(810); z_low = (10 - 91)/sqrt(810) = -2.8460.
     rows = [(t(f"12:00:{i + 1:02d}"), "d1", 100.0, "Normal") for i in range(9)]
     rows.append((t("12:00:05"), "d1", 10.0, "Normal"))
-    stats = anomaly.window_stats(frame(spark, rows), window=S("30s"), slide=S("30s"), watermark=S("30s"))
+    stats = over(frame(spark, rows), WindowSpec("stats", "device_id", S("30s")), anomaly.window_stats)
     (alert,) = anomaly.alerts(stats, threshold=2.0, stddev_floor=1.0).collect()
     assert alert.anomaly_type == "LOW_VALUE"
     assert alert.anomaly_score == pytest.approx(-81 / math.sqrt(810), rel=1e-12)
@@ -174,7 +183,7 @@ def test_no_alert_below_threshold(spark):
     rows = [(t(f"12:00:0{i}"), "d1", 10.0, "Normal") for i in range(1, 5)] + [
         (t("12:00:06"), "d1", 100.0, "x")
     ]
-    stats = anomaly.window_stats(frame(spark, rows), window=S("30s"), slide=S("30s"), watermark=S("30s"))
+    stats = over(frame(spark, rows), WindowSpec("stats", "device_id", S("30s")), anomaly.window_stats)
     assert anomaly.alerts(stats, threshold=2.0, stddev_floor=1.0).collect() == []
     (alert,) = anomaly.alerts(stats, threshold=1.5, stddev_floor=1.0).collect()
     assert alert.anomaly_score == pytest.approx(72 / math.sqrt(1620), rel=1e-12)

@@ -1,0 +1,257 @@
+"""One streaming query per job: the source is read and parsed once, and each micro-batch is handed to
+:class:`MicroBatches`, which produces every output of the job from it.
+
+A job describes itself as a :class:`JobPlan`: its windowed aggregations (:class:`~spark_jobs.windows.WindowSpec`),
+its watermark delay, its Kafka :class:`Output` s (each a pure transform of the window values), and optionally the
+event files and console-only views. Per micro-batch, in this order:
+
+1. the window state the batch starts from is read (:class:`~spark_jobs.window_state.WindowStore`);
+2. (basic) the valid events are appended to the event files, exactly once;
+3. one pass over the batch's rows (:func:`~spark_jobs.windows.digest`) gives the windows' partials, the late
+   contributions and the dead letters;
+4. the partials are merged into the open windows; with the watermark after this batch, the windows it closes
+   (append mode) or the windows it changed (update mode) become output rows;
+5. the outputs and the dead letters go to Kafka in one write; the console shows them when it is on;
+6. the open windows and the new watermark are saved as this batch's snapshot.
+
+Spark commits the batch after the handler returns. A crash before that runs the batch again with the same offsets:
+its Kafka records are written again under the same keys (at-least-once, as documented), the files are not
+(Spark's file sink skips a committed batch), and the window state is recomputed from the same snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
+
+from spark_jobs.events import SOURCE_COLUMNS, dead_letters, parse_events, valid_events
+from spark_jobs.options import CommonOptions, Duration
+from spark_jobs.records import to_kafka_records
+from spark_jobs.sinks import EventFiles, as_records, print_rows, write_to_kafka
+from spark_jobs.sources import read_kafka
+from spark_jobs.window_state import Snapshot, StateError, WindowStore, checkpoint_entries
+from spark_jobs.windows import (
+    PASSTHROUGH,
+    WindowSpec,
+    closed,
+    digest,
+    merge,
+    window_values,
+)
+
+#: Where a job keeps its window snapshots, inside its checkpoint directory.
+WINDOWS_DIR = "windows"
+
+
+@dataclass(frozen=True)
+class Output:
+    """A Kafka output of a job: ``rows`` turns the window values the batch emits (:func:`window_values` of every
+    spec) into this output's rows, written as JSON records keyed by the ``key`` columns to ``topic``."""
+
+    name: str
+    topic: str
+    key: tuple[str, ...]
+    rows: Callable[[DataFrame], DataFrame]
+
+
+@dataclass(frozen=True)
+class ConsoleView:
+    """Console-only rows: ``rows`` of every window value of the job's state (open or not), each micro-batch."""
+
+    name: str
+    rows: Callable[[DataFrame], DataFrame]
+    order_by: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EventFileOutput:
+    """The valid events as files under ``path``, partitioned by UTC date (``event_date``)."""
+
+    path: str
+    file_format: str
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """Everything a job produces from its micro-batches."""
+
+    job: str
+    specs: tuple[WindowSpec, ...]
+    watermark: Duration
+    outputs: tuple[Output, ...]
+    event_files: EventFileOutput | None = None
+    console_views: tuple[ConsoleView, ...] = ()
+
+
+@dataclass
+class BatchReport:
+    """What one micro-batch did (kept for the run's summary and for tests)."""
+
+    batch_id: int
+    watermark_ms: int
+    dead_letters: int
+    late: dict[str, int] = field(default_factory=dict)
+
+
+def _dead_letter_fields(parsed: DataFrame) -> DataFrame:
+    return parsed.select(*[F.col(f"{PASSTHROUGH}.{c}").alias(c) for c in _DEAD_LETTER_COLUMNS])
+
+
+_DEAD_LETTER_COLUMNS = ("error_code", "error_message", *SOURCE_COLUMNS)
+
+
+class MicroBatches:
+    """The ``foreachBatch`` handler of a job (see the module docstring)."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        plan: JobPlan,
+        opts: CommonOptions,
+        *,
+        write: Callable[[DataFrame, CommonOptions], None] = write_to_kafka,
+    ) -> None:
+        self.plan = plan
+        self.opts = opts
+        self._spark = spark
+        self._write = write
+        self.store = WindowStore(
+            spark, f"{opts.checkpoint(plan.job)}/{WINDOWS_DIR}", plan.specs, plan.watermark
+        )
+        self.files = (
+            EventFiles(
+                spark,
+                path=plan.event_files.path,
+                file_format=plan.event_files.file_format,
+                partition_by="event_date",
+            )
+            if plan.event_files
+            else None
+        )
+        self.reports: list[BatchReport] = []
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        before = self.store.before(batch_id)
+        if before.batch_id < 0 and self.files is not None:
+            self._check_files_are_ours(batch_id)
+        cached: list[DataFrame] = []
+        try:
+            self.reports.append(self._process(batch, batch_id, before, cached))
+        finally:
+            for frame in cached:
+                frame.unpersist()
+
+    def _check_files_are_ours(self, batch_id: int) -> None:
+        """A fresh checkpoint counts batches from 0: Spark's file sink would skip every batch its log already
+        holds, written by another checkpoint, and lose those events from the files."""
+        latest = self.files.latest_batch(self._spark)
+        if latest is not None and latest > batch_id:
+            raise StateError(
+                f"{self.files.path} holds event files of batches up to {latest}, written with another checkpoint; "
+                f"this job's checkpoint starts at batch {batch_id}, and the file sink would skip batches up to "
+                f"{latest}. Use a new --output-dir, or the checkpoint root that wrote it."
+            )
+
+    def _process(self, batch: DataFrame, batch_id: int, before: Snapshot, cached: list) -> BatchReport:
+        plan, opts = self.plan, self.opts
+        rows = batch
+        if self.files is not None:
+            # Two passes read the batch (the files, the digest): keep it rather than read Kafka twice.
+            rows = batch.select("event_time", "device_id", "value", "status", *_DEAD_LETTER_COLUMNS).persist(
+                StorageLevel.MEMORY_AND_DISK
+            )
+            cached.append(rows)
+            self.files.write(batch_id, valid_events(rows).withColumn("event_date", F.to_date("event_time")))
+        is_event = F.col("error_code").isNull()
+        passthrough = F.struct(*[F.col(c) for c in _DEAD_LETTER_COLUMNS])
+        key = F.concat_ws(":", F.col("source_topic"), F.col("source_partition"), F.col("source_offset"))
+        parts = digest(
+            rows,
+            plan.specs,
+            is_event=is_event,
+            passthrough_key=key,
+            passthrough=passthrough,
+        ).persist(StorageLevel.MEMORY_AND_DISK)
+        cached.append(parts)
+        summary = parts.select(
+            F.max(F.unix_millis("max_event_time")).alias("max_event_ms"),
+            F.count_if(F.col("aggregation") == PASSTHROUGH).alias("dead_letters"),
+        ).first()
+        windows = parts.where(F.col("aggregation") != PASSTHROUGH)
+        late_rows = (
+            windows.where(closed(before.watermark_ms)).groupBy("aggregation").agg(F.sum("n").alias("n"))
+        )
+        late = {r.aggregation: r.n for r in late_rows.collect()}
+        windows = windows.where(~closed(before.watermark_ms))
+        merged = merge(self.store.open_windows(before), windows).persist(StorageLevel.MEMORY_AND_DISK)
+        cached.append(merged)
+        after = before.after(batch_id, summary.max_event_ms)
+        done = closed(after.watermark_ms)
+        emitted = merged.where(done) if opts.output_mode == "append" else merged.where(F.col("updated"))
+        values = window_values(emitted).persist(StorageLevel.MEMORY_AND_DISK)
+        cached.append(values)
+
+        outputs = [(out, out.rows(values)) for out in plan.outputs]
+        records = [
+            as_records(to_kafka_records(rows_, key=list(out.key)), out.topic) for out, rows_ in outputs
+        ]
+        if summary.dead_letters:
+            letters = dead_letters(
+                _dead_letter_fields(parts.where(F.col("aggregation") == PASSTHROUGH)), job=plan.job
+            )
+            records.append(as_records(letters, opts.dead_letter_topic))
+        union = records[0]
+        for more in records[1:]:
+            union = union.unionByName(more)
+        self._write(union, opts)
+        if opts.console:
+            for out, rows_ in outputs:
+                title = f"{plan.job} / {out.name} -> {out.topic}: batch {batch_id}"
+                print_rows(title, rows_, order_by=list(out.key), limit=opts.console_rows)
+            everything = window_values(merged)
+            for view in plan.console_views:
+                title = f"{plan.job} / {view.name}: batch {batch_id}"
+                print_rows(
+                    title, view.rows(everything), order_by=list(view.order_by), limit=opts.console_rows
+                )
+
+        self.store.save(after, merged.where(~done))
+        return BatchReport(batch_id, before.watermark_ms, summary.dead_letters, late)
+
+
+#: A query checkpoint of each output under ``<root>/<job>/``: the layout before one query per job (Sluice 0.1).
+_OLD_LAYOUT_MARKER = "dead_letters"
+
+
+def start(
+    spark: SparkSession,
+    plan: JobPlan,
+    opts: CommonOptions,
+    *,
+    source: DataFrame | None = None,
+    write: Callable[[DataFrame, CommonOptions], None] = write_to_kafka,
+) -> StreamingQuery:
+    """Start the job's one streaming query: the source (``opts.source_topic``, or a stream of records shaped like
+    Kafka's), parsed once, handed batch by batch to :class:`MicroBatches`, whose records go to ``write``."""
+    if _OLD_LAYOUT_MARKER in checkpoint_entries(spark, opts.checkpoint(plan.job)):
+        raise StateError(
+            f"{opts.checkpoint(plan.job)} holds checkpoints of the earlier layout (one query per output, "
+            "Sluice 0.1), which this job cannot resume from. Start it on a new --checkpoint-root; the earlier "
+            "one can be deleted once nothing needs it."
+        )
+    handler = MicroBatches(spark, plan, opts, write=write)
+    query = (
+        parse_events(read_kafka(spark, opts) if source is None else source)
+        .writeStream.queryName(f"{opts.query_prefix}{plan.job}")
+        .option("checkpointLocation", opts.checkpoint(plan.job))
+        .trigger(**opts.trigger.spark_kwargs())
+        .foreachBatch(handler)
+        .start()
+    )
+    query.handler = handler  # type: ignore[attr-defined]  # its reports, for the runner's summary and tests
+    return query

@@ -1,0 +1,253 @@
+"""Event-time window aggregation over micro-batches: the pure part of every job's windows.
+
+Each job reads the source once, so all its windowed aggregations are computed together, in one pass over a
+micro-batch: every valid event is expanded into one *contribution* per window it falls in, for every
+:class:`WindowSpec` of the job (the aggregation's name is part of each row's key), and the contributions are
+aggregated into *partials*: count, sum, sum of squared deviations (M2), minimum and maximum per
+``(aggregation, group, window_start)``. A window's partials of successive micro-batches are merged with the
+open windows kept from earlier ones (:func:`merge`), exactly as Spark's own streaming aggregation merges its
+buffers (Chan et al.'s update for M2, sums for the mean), and a window is *final* once the watermark reaches its
+end.
+
+The event-time rules are Spark's, and :mod:`spark_jobs.window_state` applies them between micro-batches:
+
+* windows are half-open ``[start, start + length)``, aligned to the epoch, one starting every ``slide``;
+* the watermark in force during a micro-batch is the largest event time of the earlier micro-batches (in whole
+  milliseconds) minus the delay, and never moves back (0, the epoch, before any event);
+* a contribution to a window whose end is ``<=`` the watermark in force is dropped as late (the event still
+  counts in those of its windows that are open);
+* append mode writes a window once, when the new watermark reaches its end; update mode writes every window a
+  micro-batch changed.
+
+Everything here is a ``DataFrame -> DataFrame`` transform over Spark's native functions; nothing reads or writes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from spark_jobs.options import Duration
+
+#: The key of a partial or of an open window: which aggregation, which group, which window.
+KEY = ("aggregation", "group", "window_start")
+#: What a partial or an open window holds besides its key.
+BUFFER = ("window_end", "n", "sum", "m2", "min", "max")
+#: Partials also say the latest event time they saw (for the watermark).
+PARTIAL_COLUMNS = (*KEY, *BUFFER, "max_event_time")
+
+_MICROS_PER_MS = 1000
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """One windowed aggregation of a job: events grouped by ``group`` (a column of the events) in windows of
+    ``length`` starting every ``slide`` (tumbling when ``slide`` is None). ``length`` None means one all-time
+    group per value of ``group`` that never closes (a running total)."""
+
+    name: str
+    group: str
+    length: Duration | None
+    slide: Duration | None = None
+
+    @property
+    def step(self) -> Duration | None:
+        """How often a window starts (the length for tumbling windows)."""
+        return self.slide or self.length
+
+    @property
+    def windows_per_event(self) -> int:
+        """How many windows an event falls in: ceil(length / slide)."""
+        if self.length is None:
+            return 1
+        return math.ceil(self.length.millis / self.step.millis)
+
+
+def _micros(duration: Duration) -> int:
+    return duration.millis * _MICROS_PER_MS
+
+
+def _candidates(specs: Sequence[WindowSpec]) -> list[Column]:
+    """``(aggregation, group, window_start)`` of every window of every spec that could hold the row's event.
+
+    The last window starting at or before the event starts at ``time - pmod(time, slide)``; the others start one
+    slide earlier each. When the slide does not divide the length, the earliest candidate may end at or before the
+    event: it is null then, and :func:`_expand` drops it. All-time specs have a null ``window_start``.
+    """
+    time_us = F.unix_micros("event_time")
+    candidates = []
+    for spec in specs:
+        group = F.col(spec.group).cast("string")
+        if spec.length is None:
+            starts = [(F.lit(None).cast("long"), None)]
+        else:
+            step, length = _micros(spec.step), _micros(spec.length)
+            last = time_us - F.pmod(time_us, F.lit(step))
+            starts = []
+            for i in range(spec.windows_per_event):
+                start = last - F.lit(i * step)
+                # only the earliest candidate can miss the event, and only with an uneven slide
+                misses = length % step and i == spec.windows_per_event - 1
+                starts.append((start, start + F.lit(length) > time_us if misses else None))
+        for start, holds in starts:
+            candidate = F.struct(
+                F.lit(spec.name).alias("aggregation"), group.alias("group"), start.alias("window_start")
+            )
+            candidates.append(candidate if holds is None else F.when(holds, candidate))
+    return candidates
+
+
+def _window_end(specs: Sequence[WindowSpec]) -> Column:
+    """The end of each row's window (microseconds), from its aggregation's length; null for all-time groups."""
+    end = None
+    for spec in specs:
+        if spec.length is None:
+            continue
+        this = F.col("window_start") + F.lit(_micros(spec.length))
+        condition = F.col("aggregation") == spec.name
+        end = F.when(condition, this) if end is None else end.when(condition, this)
+    return F.lit(None).cast("long") if end is None else end
+
+
+def _expand(rows: DataFrame, array: Column, **extra: Column) -> DataFrame:
+    """One row per non-null element of ``array`` (a struct), with the row's value and event time (and
+    ``extra`` columns by name)."""
+    kept = [column.alias(name) for name, column in extra.items()]
+    exploded = rows.select(F.explode(array).alias("c"), "value", "event_time", *kept)
+    return exploded.where(F.col("c").isNotNull()).select("c.*", "value", "event_time", *extra)
+
+
+def _aggregates() -> list[Column]:
+    count = F.count(F.lit(1))
+    return [
+        count.alias("n"),
+        F.sum("value").alias("sum"),
+        (F.var_pop("value") * count).alias("m2"),
+        F.min("value").alias("min"),
+        F.max("value").alias("max"),
+        F.max("event_time").alias("max_event_time"),
+    ]
+
+
+def contributions(events: DataFrame, specs: Sequence[WindowSpec]) -> DataFrame:
+    """One row per event and window it falls in, for every spec: ``aggregation, group, window_start``
+    (microseconds since the epoch; null for all-time groups), ``value, event_time``.
+
+    ``events`` has at least ``event_time`` (timestamp), ``value`` (double) and each spec's group column.
+    """
+    return _expand(events, F.array(*_candidates(specs)))
+
+
+def partials(rows: DataFrame, specs: Sequence[WindowSpec]) -> DataFrame:
+    """Aggregate :func:`contributions` by key: :data:`PARTIAL_COLUMNS`."""
+    grouped = rows.groupBy(*KEY).agg(*_aggregates())
+    return grouped.select(*KEY, _window_end(specs).alias("window_end"), *BUFFER[1:], "max_event_time")
+
+
+def closed(watermark_ms: int) -> Column:
+    """True for a window that the watermark ``watermark_ms`` has closed (its end is at or before it)."""
+    return F.col("window_end").isNotNull() & (F.col("window_end") <= F.lit(watermark_ms * _MICROS_PER_MS))
+
+
+#: ``aggregation`` of the digest rows that carry a non-event row through (e.g. a dead letter).
+PASSTHROUGH = "passthrough"
+
+
+def digest(
+    rows: DataFrame,
+    specs: Sequence[WindowSpec],
+    *,
+    is_event: Column,
+    passthrough_key: Column,
+    passthrough: Column,
+) -> DataFrame:
+    """Everything a micro-batch contributes, from one pass over its rows (one scan of the source).
+
+    * for each window a batch's events fall in: its partial (:data:`PARTIAL_COLUMNS`);
+    * for each row that is not an event: one row ``aggregation = "passthrough"``, ``group = passthrough_key``
+      (unique per row), carrying ``passthrough`` (a struct) in the column of that name.
+
+    ``rows`` has ``event_time``, ``value`` and the specs' group columns, filled for the rows ``is_event`` holds.
+    A window's contributions of one batch are all late or all on time (that depends on its end and the
+    watermark in force only), so lateness is decided on the partials, by :func:`closed`.
+    """
+    other = F.struct(
+        F.lit(PASSTHROUGH).alias("aggregation"),
+        passthrough_key.cast("string").alias("group"),
+        F.lit(None).cast("long").alias("window_start"),
+    )
+    array = F.when(is_event, F.array(*_candidates(specs))).otherwise(F.array(other))
+    expanded = _expand(rows, array, **{PASSTHROUGH: F.when(~is_event, passthrough)})
+    # The pass-through struct is a grouping column (null for events, unique per row otherwise), not an aggregate:
+    # aggregates of binary or nested types would turn the hash aggregation into a sort-based one.
+    grouped = expanded.groupBy(*KEY, PASSTHROUGH).agg(*_aggregates())
+    return grouped.select(
+        *KEY, _window_end(specs).alias("window_end"), *BUFFER[1:], "max_event_time", PASSTHROUGH
+    )
+
+
+def merge(open_windows: DataFrame, batch: DataFrame) -> DataFrame:
+    """Merge a micro-batch's partials into the open windows: ``KEY, BUFFER`` and ``updated`` (the batch changed
+    the window). Either side may be missing for a key; counts add, sums add, extremes combine, and M2 follows
+    Spark's CentralMomentAgg merge: ``m2 = m2_a + m2_b + delta * (delta / n) * n_a * n_b`` with
+    ``delta = mean_b - mean_a``."""
+    a = open_windows.select(*KEY, *[F.col(c).alias(f"a_{c}") for c in BUFFER])
+    b = batch.select(*KEY, *[F.col(c).alias(f"b_{c}") for c in BUFFER])
+    joined = a.join(b, list(KEY), "full_outer")
+    na, nb = F.coalesce(F.col("a_n"), F.lit(0)), F.coalesce(F.col("b_n"), F.lit(0))
+    n = na + nb
+    delta = F.col("b_sum") / F.col("b_n") - F.col("a_sum") / F.col("a_n")
+    both = F.col("a_n").isNotNull() & F.col("b_n").isNotNull()
+    m2 = F.when(
+        both, F.col("a_m2") + F.col("b_m2") + delta * (delta / n) * na.cast("double") * nb.cast("double")
+    ).otherwise(F.coalesce(F.col("a_m2"), F.col("b_m2")))
+
+    def either(op, name: str) -> Column:
+        first, second = F.col(f"a_{name}"), F.col(f"b_{name}")
+        return F.when(both, op(first, second)).otherwise(F.coalesce(first, second))
+
+    return joined.select(
+        *KEY,
+        F.coalesce(F.col("a_window_end"), F.col("b_window_end")).alias("window_end"),
+        n.alias("n"),
+        either(lambda x, y: x + y, "sum").alias("sum"),
+        m2.alias("m2"),
+        either(F.least, "min").alias("min"),
+        either(F.greatest, "max").alias("max"),
+        F.col("b_n").isNotNull().alias("updated"),
+    )
+
+
+def window_values(windows: DataFrame) -> DataFrame:
+    """Open or final windows (``KEY, BUFFER``) as the jobs report them: ``aggregation, group, window_start,
+    window_end`` (timestamps) and ``record_count, avg_value, stddev_value, min_value, max_value``.
+
+    ``stddev_value`` is the sample standard deviation, null for a one-event window (as Spark's ``stddev_samp``).
+    """
+    n = F.col("n")
+    return windows.select(
+        "aggregation",
+        "group",
+        F.timestamp_micros("window_start").alias("window_start"),
+        F.timestamp_micros("window_end").alias("window_end"),
+        n.alias("record_count"),
+        (F.col("sum") / n).alias("avg_value"),
+        F.when(n > 1, F.sqrt(F.col("m2") / (n - 1))).alias("stddev_value"),
+        F.col("min").alias("min_value"),
+        F.col("max").alias("max_value"),
+    )
+
+
+def aggregate(events: DataFrame, specs: Sequence[WindowSpec]) -> DataFrame:
+    """Every window of ``specs`` over a bounded DataFrame of events, all at once (no watermark):
+    :func:`window_values` of their partials. For tests, and for the benchmark's batch ceiling."""
+    return window_values(partials(contributions(events, specs), specs))
+
+
+def of(values: DataFrame, spec: WindowSpec) -> DataFrame:
+    """The windows of one spec, with its group column under its own name (``device_id`` or ``status``)."""
+    return values.where(F.col("aggregation") == spec.name).withColumnRenamed("group", spec.group)
