@@ -1,10 +1,13 @@
 """The producing loop: paces messages from :class:`~spark_jobs.generator.model.EventFactory` to Kafka.
 
-Batches with an idempotent, lz4-compressed confluent-kafka producer (no per-message flush), counts
-deliveries in the delivery callback, stops on --count / --duration / SIGINT / SIGTERM, flushes, and returns a
-summary dict.
-An unreachable broker cannot hang the run: ``message.timeout.ms`` makes undeliverable messages fail, and they
-are counted as failed.
+Batches with an idempotent, lz4-compressed confluent-kafka producer (no per-message flush), stops on --count /
+--duration / SIGINT / SIGTERM, flushes, and returns a summary dict.
+
+Deliveries are counted in bulk: librdkafka reports only the messages that fail (``delivery.report.only.error``),
+so a delivered message costs no Python callback; delivered = produced - failed - still queued after the final
+flush. At a fixed rate the loop sleeps between ticks (at least :data:`TICK_SECONDS`) and sends every message that
+is due at once, so pacing costs little CPU whatever the rate. An unreachable broker cannot hang the run:
+``message.timeout.ms`` makes undeliverable messages fail, and they are counted as failed.
 
 Usage::
 
@@ -44,10 +47,12 @@ MAX_KEPT_ERRORS = 5
 PROGRESS_SECONDS = 5.0
 #: The final flush waits at most this long; what is still queued then counts as failed.
 FLUSH_TIMEOUT_SECONDS = 30.0
+#: Shortest sleep while pacing (librdkafka's poll() waits whole milliseconds: a shorter timeout would not sleep).
+TICK_SECONDS = 0.005
 # Longest single wait while pacing, so signals, progress lines and delivery callbacks are served promptly.
 _WAIT_STEP_SECONDS = 0.05
-# Serve delivery callbacks every this many messages when not waiting (poll(0) per message costs throughput).
-_POLL_EVERY = 100
+# Serve (error) delivery callbacks every this many messages when sending flat out.
+_POLL_EVERY = 1000
 
 
 class KafkaProducerLike(Protocol):
@@ -56,13 +61,13 @@ class KafkaProducerLike(Protocol):
     def produce(self, topic: str, **kwargs: Any) -> None: ...
     def poll(self, timeout: float = ...) -> int: ...
     def flush(self, timeout: float = ...) -> int: ...
+    def __len__(self) -> int: ...
 
 
 class DeliveryStats:
-    """Counts delivery reports and keeps the first few distinct error messages."""
+    """Counts failed deliveries (the only ones reported) and keeps the first few distinct error messages."""
 
     def __init__(self, err: TextIO = sys.stderr) -> None:
-        self.delivered = 0
         self.failed = 0
         self.errors: list[str] = []
         self.fatal = False
@@ -75,10 +80,8 @@ class DeliveryStats:
             self.errors.append(text)
 
     def on_delivery(self, err: KafkaError | None, _msg: object) -> None:
-        """Delivery callback: one call per produced message, from ``poll``/``flush``."""
-        if err is None:
-            self.delivered += 1
-        else:
+        """Delivery callback, from ``poll``/``flush``: called for failed messages only (see the settings)."""
+        if err is not None:
             self.failed += 1
             self.note(f"delivery failed: {_describe(err)}")
 
@@ -124,7 +127,8 @@ def _client_logger(err: TextIO) -> logging.Logger:
 def producer_settings(
     config: GeneratorConfig, stats: DeliveryStats, err: TextIO = sys.stderr
 ) -> dict[str, Any]:
-    """librdkafka settings: batched, lz4, idempotent with acks=all, and bounded delivery time."""
+    """librdkafka settings: batched, lz4, idempotent with acks=all, bounded delivery time, and delivery reports
+    for failed messages only."""
     return {
         "bootstrap.servers": config.bootstrap_servers,
         "client.id": "sluice-generator",
@@ -136,6 +140,8 @@ def producer_settings(
         "batch.size": 1_000_000,
         "queue.buffering.max.messages": 100_000,
         "message.timeout.ms": config.message_timeout_ms,
+        "delivery.report.only.error": True,
+        "on_delivery": stats.on_delivery,
         "error_cb": stats.on_error,
         "logger": _client_logger(err),
     }
@@ -194,7 +200,7 @@ class _Tally:
 def run(
     config: GeneratorConfig,
     *,
-    producer: KafkaProducerLike | None = None,
+    producer: Callable[[dict[str, Any]], KafkaProducerLike] = Producer,
     clock: Callable[[], float] = time.monotonic,
     wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     err: TextIO = sys.stderr,
@@ -202,21 +208,24 @@ def run(
 ) -> dict[str, Any]:
     """Produce messages as ``config`` says until --count, --duration or a signal; flush; return the summary.
 
+    ``producer`` builds the client from :func:`producer_settings` (tests pass a fake).
+
     Summary keys: ``topic``, ``produced``, ``delivered``, ``failed`` (delivery failures, produce errors and
     messages still queued after the final flush), ``errors`` (first few, distinct), ``valid_events``,
-    ``anomalies``, ``late``, ``malformed`` (kind -> count), ``duration_seconds`` and ``rate_achieved`` (of
-    the producing phase, flush excluded), ``first_event_time`` / ``last_event_time`` (earliest / latest
+    ``anomalies``, ``late``, ``malformed`` (kind -> count), ``duration_seconds``, ``rate_achieved`` and
+    ``cpu_seconds`` (of the producing phase, flush excluded; CPU of the whole process, the client's threads
+    included), ``first_event_time`` / ``last_event_time`` (earliest / latest
     timestamp of the valid events, ISO, or None), ``stopped_by`` (count, duration, SIGINT, SIGTERM or
     fatal-error) and ``seed``.
     """
     stats = DeliveryStats(err)
-    if producer is None:
-        producer = Producer(producer_settings(config, stats, err))
+    kafka = producer(producer_settings(config, stats, err))
     factory = EventFactory(config)
     tally = _Tally()
     stop = _StopRequest()
 
     start = clock()
+    cpu_start = time.process_time()
     next_progress = start + PROGRESS_SECONDS
 
     def progress_due() -> None:
@@ -225,8 +234,9 @@ def run(
         if now >= next_progress:
             elapsed = now - start
             rate = tally.produced / elapsed if elapsed > 0 else 0.0
+            delivered = tally.produced - stats.failed - len(kafka)
             print(
-                f"sluice-generator: produced={tally.produced} delivered={stats.delivered} "
+                f"sluice-generator: produced={tally.produced} delivered={delivered} "
                 f"failed={stats.failed} rate={rate:.1f}/s",
                 file=err,
                 flush=True,
@@ -244,26 +254,20 @@ def run(
             remaining = target - clock()
             if remaining <= 0:
                 return
-            producer.poll(min(remaining, _WAIT_STEP_SECONDS))
+            kafka.poll(min(remaining, _WAIT_STEP_SECONDS))
             progress_due()
 
     def produce(message: Message) -> None:
         while True:
             try:
-                producer.produce(
-                    config.topic,
-                    key=message.key,
-                    value=message.value,
-                    headers=message.headers,
-                    on_delivery=stats.on_delivery,
-                )
+                kafka.produce(config.topic, key=message.key, value=message.value, headers=message.headers)
                 tally.add(message)
                 return
             except BufferError:
                 # The local queue is full: let the client send (or expire) some, then retry.
                 if stop_reason() is not None:
                     return
-                producer.poll(0.1)
+                kafka.poll(0.1)
                 progress_due()
             except KafkaException as exc:
                 tally.add(message)
@@ -283,7 +287,10 @@ def run(
                 if config.duration is not None and target - start >= config.duration:
                     stopped_by = "duration"
                     break
-                wait_until(target)
+                now = clock()
+                if target > now:
+                    # Not due yet: sleep at least a tick, then send every message that is due by then at once.
+                    wait_until(max(target, now + TICK_SECONDS))
             elif config.duration is not None and clock() - start >= config.duration:
                 stopped_by = "duration"
                 break
@@ -294,11 +301,12 @@ def run(
             produce(factory.message(seq, wall_clock()))
             seq += 1
             if seq % _POLL_EVERY == 0:
-                producer.poll(0)
-            progress_due()
+                kafka.poll(0)
+                progress_due()
         elapsed = clock() - start
+        cpu = time.process_time() - cpu_start
         print(f"sluice-generator: stopping ({stopped_by}); flushing {tally.produced} messages", file=err)
-        queued = producer.flush(FLUSH_TIMEOUT_SECONDS)
+        queued = kafka.flush(FLUSH_TIMEOUT_SECONDS)
     if queued:
         stats.failed += queued
         stats.note(f"{queued} messages were still queued after waiting {FLUSH_TIMEOUT_SECONDS:.0f} s")
@@ -306,7 +314,7 @@ def run(
     return {
         "topic": config.topic,
         "produced": tally.produced,
-        "delivered": stats.delivered,
+        "delivered": tally.produced - stats.failed,
         "failed": stats.failed,
         "errors": list(stats.errors),
         "valid_events": tally.valid_events,
@@ -315,6 +323,7 @@ def run(
         "malformed": {kind: tally.malformed[kind] for kind in MALFORMED_KINDS},
         "duration_seconds": round(elapsed, 3),
         "rate_achieved": round(tally.produced / elapsed, 1) if elapsed > 0 else 0.0,
+        "cpu_seconds": round(cpu, 3),
         "first_event_time": format_timestamp(tally.earliest) if tally.earliest else None,
         "last_event_time": format_timestamp(tally.latest) if tally.latest else None,
         "stopped_by": stopped_by,

@@ -483,41 +483,60 @@ class FakeClock:
 
 
 class FakeProducer:
-    """Records produced messages; delivers (or fails) them on poll/flush; poll(timeout) advances the clock."""
+    """Records produced messages; delivers (or fails) them on poll/flush; poll(timeout) advances the clock.
+
+    Called with the producer settings, as ``confluent_kafka.Producer`` is, and reports deliveries the way those
+    settings ask: only the failed ones (``delivery.report.only.error``), to the configured ``on_delivery``.
+    """
 
     def __init__(self, clock: FakeClock, *, fail: bool = False, stuck: bool = False, buffer_errors: int = 0):
         self.clock = clock
         self.fail = fail
         self.stuck = stuck
         self.buffer_errors = buffer_errors
-        self.pending: list = []
+        self.pending = 0
         self.records: list[dict] = []
         self.on_produce = None
+        self.settings: dict = {}
+        self.polls: list[float] = []
+
+    def __call__(self, settings: dict) -> FakeProducer:
+        self.settings = settings
+        return self
+
+    def __len__(self) -> int:
+        return self.pending
 
     def produce(self, topic, **kwargs):
         if self.buffer_errors:
             self.buffer_errors -= 1
             raise BufferError("queue full")
+        assert "on_delivery" not in kwargs, "no per-message callback"
         self.records.append({"topic": topic, **kwargs})
-        self.pending.append(kwargs["on_delivery"])
+        self.pending += 1
         if self.on_produce:
             self.on_produce(len(self.records))
 
     def _serve(self) -> None:
         if self.stuck:
             return
-        for callback in self.pending:
-            callback(FakeError() if self.fail else None, None)
-        self.pending = []
+        report = self.settings["on_delivery"]
+        for _ in range(self.pending):
+            if self.fail:
+                report(FakeError(), None)
+            elif not self.settings["delivery.report.only.error"]:
+                report(None, None)
+        self.pending = 0
 
     def poll(self, timeout=0):
+        self.polls.append(timeout)
         self.clock.now += timeout
         self._serve()
         return 0
 
     def flush(self, timeout=0):
         self._serve()
-        return len(self.pending)
+        return self.pending
 
 
 class FakeError:
@@ -567,6 +586,18 @@ def test_run_paces_to_the_rate_and_stops_at_the_duration():
     assert summary["produced"] == 10
     assert summary["stopped_by"] == "duration"
     assert 0.85 <= summary["duration_seconds"] <= 1.0
+
+
+def test_pacing_sleeps_whole_ticks_and_sends_what_is_due_at_once():
+    # 1000 events/s for 1 s: a message is due every millisecond. librdkafka's poll() waits whole milliseconds, so
+    # a wait under 1 ms would not sleep at all (a busy loop). The loop sleeps 5 ms ticks and sends ~5 per tick.
+    clock = FakeClock()
+    producer = FakeProducer(clock)
+    summary = run_fake(GeneratorConfig(rate=1000, duration=1.0, seed=1), producer, clock)
+    assert summary["produced"] == 1000
+    waits = [t for t in producer.polls if t > 0]
+    assert min(waits) >= 0.001
+    assert 150 <= len(waits) <= 210  # about 1 s / 5 ms; one poll per message would be 1000
 
 
 def test_count_and_duration_stop_at_whichever_comes_first():
