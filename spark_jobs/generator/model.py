@@ -30,6 +30,7 @@ from spark_jobs.options import DEFAULT_TOPICS, OptionsError, validate_topic
 __all__ = [
     "ANOMALY_RANGE",
     "ANOMALY_STATUS_WEIGHTS",
+    "EPOCH",
     "EVENT",
     "EXPECTED_ERROR_CODE",
     "FIELDS",
@@ -98,6 +99,8 @@ HEADER_LATE = "sluice.late"
 HEADER_MALFORMED = "sluice.malformed"
 
 _BAD_TIMESTAMPS = ("not-a-time", "2024-13-45T00:00:00Z")
+_NORMAL_LOW, _NORMAL_SPAN = NORMAL_RANGE[0], NORMAL_RANGE[1] - NORMAL_RANGE[0]
+_ANOMALY_LOW, _ANOMALY_SPAN = ANOMALY_RANGE[0], ANOMALY_RANGE[1] - ANOMALY_RANGE[0]
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -132,8 +135,30 @@ def device_id(number: int, devices: int) -> str:
     return f"device_{number:0{width}d}"
 
 
-def _truncate_to_ms(moment: datetime) -> datetime:
-    return moment.replace(microsecond=moment.microsecond - moment.microsecond % 1000)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _epoch_us(moment: datetime) -> int:
+    """Whole microseconds since the epoch (a naive datetime is taken as UTC); exact, unlike ``timestamp()``."""
+    delta = (moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment) - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+class _TimestampText:
+    """:func:`format_timestamp` of a time in ms since the epoch, the text up to the minute kept from the last call:
+    events come in time order, so it is made again about once a minute of event time."""
+
+    def __init__(self) -> None:
+        self._minute: int | None = None
+        self._prefix = ""
+
+    def of(self, ms: int) -> str:
+        minute, rest = divmod(ms, 60_000)
+        if minute != self._minute:
+            text = format_timestamp(EPOCH + timedelta(minutes=minute))
+            self._minute, self._prefix = minute, text[: text.rindex(":") + 1]
+        second, milli = divmod(rest, 1000)
+        return f"{self._prefix}{second:02d}.{milli:03d}Z"
 
 
 def _check_fraction(flag: str, value: float) -> None:
@@ -215,7 +240,8 @@ class Message:
     """One Kafka record to produce, with what the generator knows about it (the ground truth).
 
     ``kind`` is :data:`EVENT` or :data:`MALFORMED`; ``is_anomaly`` and ``is_late`` are only ever true for
-    events; ``event_time`` is the timestamp written in an event's payload (None for malformed messages).
+    events; ``event_ms`` is the timestamp written in an event's payload, in milliseconds since the epoch (None for
+    malformed messages).
     """
 
     key: bytes | None
@@ -227,7 +253,12 @@ class Message:
     is_anomaly: bool = False
     is_late: bool = False
     malformed_kind: str | None = None
-    event_time: datetime | None = None
+    event_ms: int | None = None
+
+    @property
+    def event_time(self) -> datetime | None:
+        """The event's timestamp (UTC), as written in its payload; None for malformed messages."""
+        return None if self.event_ms is None else EPOCH + timedelta(milliseconds=self.event_ms)
 
 
 class EventFactory:
@@ -243,15 +274,21 @@ class EventFactory:
         self._normal = _Choice(NORMAL_STATUS_WEIGHTS)
         self._anomaly = _Choice(ANOMALY_STATUS_WEIGHTS)
         self._devices = tuple(device_id(n, config.devices) for n in range(1, config.devices + 1))
+        start = config.start_time
+        self._start_us = None if start is None else _epoch_us(start)
+        self._interval_ms = config.slot_interval_ms
+        self._text = _TimestampText()
+
+    def slot_ms(self, seq: int, now: datetime) -> int:
+        """On-time timestamp of message ``seq`` in ms since the epoch: ``start_time + seq * interval``, else
+        ``now``; truncated to the millisecond."""
+        if self._start_us is None:
+            return _epoch_us(now) // 1000
+        return (self._start_us + round(seq * self._interval_ms * 1000)) // 1000
 
     def slot_time(self, seq: int, now: datetime) -> datetime:
-        """On-time timestamp of message ``seq``: ``start_time + seq * interval``, else ``now``; to the ms."""
-        start = self.config.start_time
-        if start is None:
-            moment = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
-        else:
-            moment = start + timedelta(microseconds=round(seq * self.config.slot_interval_ms * 1000))
-        return _truncate_to_ms(moment)
+        """:meth:`slot_ms` as a UTC datetime."""
+        return EPOCH + timedelta(milliseconds=self.slot_ms(seq, now))
 
     def message(self, seq: int, now: datetime) -> Message:
         """The message numbered ``seq``; ``now`` (UTC) is its timestamp when no start time is set."""
@@ -260,17 +297,18 @@ class EventFactory:
         device = self._devices[rng.randrange(cfg.devices)]
         malformed = rng.random() < cfg.malformed_fraction
         anomaly = rng.random() < cfg.anomaly_probability
+        # a + (b - a) * random() is what Random.uniform computes: the same draw, without the call.
         if anomaly:
-            value = round(rng.uniform(*ANOMALY_RANGE), 2)
+            value = round(_ANOMALY_LOW + _ANOMALY_SPAN * rng.random(), 2)
             status = self._anomaly.draw(rng)
         else:
-            value = round(rng.uniform(*NORMAL_RANGE), 2)
+            value = round(_NORMAL_LOW + _NORMAL_SPAN * rng.random(), 2)
             status = self._normal.draw(rng)
         late = rng.random() < cfg.late_fraction
-        event_time = self.slot_time(seq, now)
+        event_ms = self.slot_ms(seq, now)
         if late:
-            event_time -= timedelta(milliseconds=rng.randint(1, cfg.late_max_ms))
-        timestamp = format_timestamp(event_time)
+            event_ms -= rng.randint(1, cfg.late_max_ms)
+        timestamp = self._text.of(event_ms)
 
         seq_header = (HEADER_SEQ, str(seq).encode())
         if malformed:
@@ -299,7 +337,7 @@ class EventFactory:
             device_id=device,
             is_anomaly=anomaly,
             is_late=late,
-            event_time=event_time,
+            event_ms=event_ms,
         )
 
     def _malformed_value(self, kind: str, event: dict) -> bytes:

@@ -25,12 +25,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TextIO
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from spark_jobs.generator.model import (
+    EPOCH,
     EVENT,
     MALFORMED_KINDS,
     EventFactory,
@@ -47,8 +48,12 @@ MAX_KEPT_ERRORS = 5
 PROGRESS_SECONDS = 5.0
 #: The final flush waits at most this long; what is still queued then counts as failed.
 FLUSH_TIMEOUT_SECONDS = 30.0
-#: Shortest sleep while pacing (librdkafka's poll() waits whole milliseconds: a shorter timeout would not sleep).
-TICK_SECONDS = 0.005
+#: Shortest sleep while pacing: the loop wakes up at most this often and sends what is due at once. As long as the
+#: producer's linger.ms (it batches for that long anyway); fewer, larger bursts keep the CPU cost low (measured at
+#: 1,000 events/s: 0.11 cores with 5 ms ticks, 0.07 with 20 ms).
+TICK_SECONDS = 0.02
+# The shortest timeout poll() sleeps for (librdkafka counts whole milliseconds).
+_MIN_POLL_SECONDS = 0.001
 # Longest single wait while pacing, so signals, progress lines and delivery callbacks are served promptly.
 _WAIT_STEP_SECONDS = 0.05
 # Serve (error) delivery callbacks every this many messages when sending flat out.
@@ -180,8 +185,8 @@ class _Tally:
         self.anomalies = 0
         self.late = 0
         self.malformed: Counter[str] = Counter()
-        self.earliest: datetime | None = None
-        self.latest: datetime | None = None
+        self.earliest_ms: int | None = None
+        self.latest_ms: int | None = None
 
     def add(self, message: Message) -> None:
         self.produced += 1
@@ -191,10 +196,15 @@ class _Tally:
         self.valid_events += 1
         self.anomalies += message.is_anomaly
         self.late += message.is_late
-        moment = message.event_time
+        moment = message.event_ms
         if moment is not None:
-            self.earliest = moment if self.earliest is None else min(self.earliest, moment)
-            self.latest = moment if self.latest is None else max(self.latest, moment)
+            if self.earliest_ms is None or moment < self.earliest_ms:
+                self.earliest_ms = moment
+            if self.latest_ms is None or moment > self.latest_ms:
+                self.latest_ms = moment
+
+    def iso(self, ms: int | None) -> str | None:
+        return None if ms is None else format_timestamp(EPOCH + timedelta(milliseconds=ms))
 
 
 def run(
@@ -214,7 +224,7 @@ def run(
     messages still queued after the final flush), ``errors`` (first few, distinct), ``valid_events``,
     ``anomalies``, ``late``, ``malformed`` (kind -> count), ``duration_seconds``, ``rate_achieved`` and
     ``cpu_seconds`` (of the producing phase, flush excluded; CPU of the whole process, the client's threads
-    included), ``first_event_time`` / ``last_event_time`` (earliest / latest
+    included), ``flush_seconds`` (the final flush), ``first_event_time`` / ``last_event_time`` (earliest / latest
     timestamp of the valid events, ISO, or None), ``stopped_by`` (count, duration, SIGINT, SIGTERM or
     fatal-error) and ``seed``.
     """
@@ -250,9 +260,11 @@ def run(
 
     def wait_until(target: float) -> None:
         # Sleeping in poll() serves delivery callbacks meanwhile; targets are absolute, so no drift builds up.
+        # poll() sleeps whole milliseconds: under one millisecond left, the target counts as reached (a shorter
+        # timeout would return at once, again and again, spinning a core until the target passes).
         while stop_reason() is None:
             remaining = target - clock()
-            if remaining <= 0:
+            if remaining < _MIN_POLL_SECONDS:
                 return
             kafka.poll(min(remaining, _WAIT_STEP_SECONDS))
             progress_due()
@@ -277,28 +289,30 @@ def run(
 
     seq = 0
     stopped_by = ""
+    count, rate, duration = config.count, config.rate, config.duration
+    message_of, needs_now = factory.message, config.start_time is None
+    no_time = wall_clock() if not needs_now else None
     with _signals_handled(stop, handle_signals):
         while True:
-            if config.count is not None and seq >= config.count:
+            if count is not None and seq >= count:
                 stopped_by = "count"
                 break
-            if config.rate > 0:
-                target = start + seq / config.rate
-                if config.duration is not None and target - start >= config.duration:
+            if rate > 0:
+                target = start + seq / rate
+                if duration is not None and target - start >= duration:
                     stopped_by = "duration"
                     break
                 now = clock()
                 if target > now:
                     # Not due yet: sleep at least a tick, then send every message that is due by then at once.
                     wait_until(max(target, now + TICK_SECONDS))
-            elif config.duration is not None and clock() - start >= config.duration:
+            elif duration is not None and seq % _POLL_EVERY == 0 and clock() - start >= duration:
                 stopped_by = "duration"
                 break
-            reason = stop_reason()
-            if reason is not None:
-                stopped_by = reason
+            if stop.reason is not None or stats.fatal:
+                stopped_by = stop_reason() or ""
                 break
-            produce(factory.message(seq, wall_clock()))
+            produce(message_of(seq, wall_clock() if needs_now else no_time))
             seq += 1
             if seq % _POLL_EVERY == 0:
                 kafka.poll(0)
@@ -306,7 +320,9 @@ def run(
         elapsed = clock() - start
         cpu = time.process_time() - cpu_start
         print(f"sluice-generator: stopping ({stopped_by}); flushing {tally.produced} messages", file=err)
+        flush_started = clock()
         queued = kafka.flush(FLUSH_TIMEOUT_SECONDS)
+        flush_seconds = clock() - flush_started
     if queued:
         stats.failed += queued
         stats.note(f"{queued} messages were still queued after waiting {FLUSH_TIMEOUT_SECONDS:.0f} s")
@@ -324,8 +340,9 @@ def run(
         "duration_seconds": round(elapsed, 3),
         "rate_achieved": round(tally.produced / elapsed, 1) if elapsed > 0 else 0.0,
         "cpu_seconds": round(cpu, 3),
-        "first_event_time": format_timestamp(tally.earliest) if tally.earliest else None,
-        "last_event_time": format_timestamp(tally.latest) if tally.latest else None,
+        "flush_seconds": round(flush_seconds, 3),
+        "first_event_time": tally.iso(tally.earliest_ms),
+        "last_event_time": tally.iso(tally.latest_ms),
         "stopped_by": stopped_by,
         "seed": config.seed,
     }
