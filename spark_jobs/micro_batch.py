@@ -21,7 +21,9 @@ its Kafka records are written again under the same keys (at-least-once, as docum
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from pyspark import StorageLevel
@@ -29,20 +31,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from spark_jobs.events import SOURCE_COLUMNS, dead_letters, parse_events, valid_events
+from spark_jobs.events import SOURCE_COLUMNS, dead_letter_columns, parse_events
 from spark_jobs.options import CommonOptions, Duration
-from spark_jobs.records import to_kafka_records
-from spark_jobs.sinks import EventFiles, as_records, print_rows, write_to_kafka
+from spark_jobs.records import record_columns
+from spark_jobs.sinks import EventFiles, print_rows, write_to_kafka
 from spark_jobs.sources import read_kafka
 from spark_jobs.window_state import Snapshot, StateError, WindowStore, checkpoint_entries
-from spark_jobs.windows import (
-    PASSTHROUGH,
-    WindowSpec,
-    closed,
-    digest,
-    merge,
-    window_values,
-)
+from spark_jobs.windows import PASSTHROUGH, Windows, WindowSpec, closed
 
 #: Where a job keeps its window snapshots, inside its checkpoint directory.
 WINDOWS_DIR = "windows"
@@ -93,20 +88,30 @@ class BatchReport:
     """What one micro-batch did (kept for the run's summary and for tests)."""
 
     batch_id: int
-    watermark_ms: int
-    dead_letters: int
+    watermark_ms: int = 0
+    dead_letters: int = 0
     late: dict[str, int] = field(default_factory=dict)
+    #: Seconds of each step of the micro-batch (snapshot, files, digest, late, write, console, save).
+    seconds: dict[str, float] = field(default_factory=dict)
 
-
-def _dead_letter_fields(parsed: DataFrame) -> DataFrame:
-    return parsed.select(*[F.col(f"{PASSTHROUGH}.{c}").alias(c) for c in _DEAD_LETTER_COLUMNS])
+    @contextlib.contextmanager
+    def timed(self, step: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[step] = self.seconds.get(step, 0.0) + time.monotonic() - started
 
 
 _DEAD_LETTER_COLUMNS = ("error_code", "error_message", *SOURCE_COLUMNS)
 
 
 class MicroBatches:
-    """The ``foreachBatch`` handler of a job (see the module docstring)."""
+    """The ``foreachBatch`` handler of a job (see the module docstring).
+
+    The column expressions of every step are built once, here: each costs the Python driver round trips to the
+    JVM, and a micro-batch only applies them.
+    """
 
     def __init__(
         self,
@@ -134,17 +139,55 @@ class MicroBatches:
             else None
         )
         self.reports: list[BatchReport] = []
+        self.windows = Windows(plan.specs)
+        self._digester = self.windows.digester(
+            is_event=F.col("error_code").isNull(),
+            passthrough_key=F.concat_ws(":", "source_topic", "source_partition", "source_offset"),
+            passthrough=F.struct(*_DEAD_LETTER_COLUMNS),
+        )
+        self._kept = ["event_time", "device_id", "value", "status", *_DEAD_LETTER_COLUMNS]
+        self._valid_files = [
+            "event_time", "device_id", "value", "status", F.to_date("event_time").alias("event_date")
+        ]  # fmt: skip
+        self._is_event = F.col("error_code").isNull()
+        self._is_passthrough = F.col("aggregation") == PASSTHROUGH
+        self._summary = [
+            F.max(F.unix_millis("max_event_time")).alias("max_event_ms"),
+            F.count_if(self._is_passthrough).alias("dead_letters"),
+        ]
+        self._late_count = F.sum("n").alias("n")
+        self._letters = [*[F.col(f"{PASSTHROUGH}.{c}").alias(c) for c in _DEAD_LETTER_COLUMNS]]
+        self._letter_columns = dead_letter_columns(plan.job)
+        self._record_columns: dict[str, list] = {}  # per output, built from its first micro-batch's columns
+        self._topic_columns = {
+            topic: [
+                F.lit(topic).alias("topic"),
+                F.col("key").cast("binary").alias("key"),
+                F.col("value").cast("binary").alias("value"),
+            ]
+            for topic in {out.topic for out in plan.outputs} | {opts.dead_letter_topic}
+        }
+        self._no_headers = F.lit(None).cast("array<struct<key:string,value:binary>>").alias("headers")
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        before = self.store.before(batch_id)
+        report = BatchReport(batch_id)
+        with report.timed("total"):
+            self._handle(batch, batch_id, report)
+        self.reports.append(report)
+
+    def _handle(self, batch: DataFrame, batch_id: int, report: BatchReport) -> None:
+        with report.timed("snapshot"):
+            before = self.store.before(batch_id)
+        report.watermark_ms = before.watermark_ms
         if before.batch_id < 0 and self.files is not None:
             self._check_files_are_ours(batch_id)
         cached: list[DataFrame] = []
         try:
-            self.reports.append(self._process(batch, batch_id, before, cached))
+            self._process(batch, batch_id, before, cached, report)
         finally:
-            for frame in cached:
-                frame.unpersist()
+            with report.timed("unpersist"):
+                for frame in cached:
+                    frame.unpersist()
 
     def _check_files_are_ours(self, batch_id: int) -> None:
         """A fresh checkpoint counts batches from 0: Spark's file sink would skip every batch its log already
@@ -157,71 +200,68 @@ class MicroBatches:
                 f"{latest}. Use a new --output-dir, or the checkpoint root that wrote it."
             )
 
-    def _process(self, batch: DataFrame, batch_id: int, before: Snapshot, cached: list) -> BatchReport:
+    def _records(self, out: Output, rows: DataFrame) -> DataFrame:
+        if out.name not in self._record_columns:
+            self._record_columns[out.name] = record_columns(rows, key=list(out.key))
+        return rows.select(*self._record_columns[out.name])
+
+    def _for_kafka(self, records: DataFrame, topic: str, *, headers: bool = False) -> DataFrame:
+        columns = self._topic_columns[topic]
+        return records.select(*columns, F.col("headers") if headers else self._no_headers)
+
+    def _process(
+        self, batch: DataFrame, batch_id: int, before: Snapshot, cached: list, report: BatchReport
+    ) -> None:
         plan, opts = self.plan, self.opts
         rows = batch
         if self.files is not None:
             # Two passes read the batch (the files, the digest): keep it rather than read Kafka twice.
-            rows = batch.select("event_time", "device_id", "value", "status", *_DEAD_LETTER_COLUMNS).persist(
-                StorageLevel.MEMORY_AND_DISK
-            )
+            rows = batch.select(*self._kept).persist(StorageLevel.MEMORY_AND_DISK)
             cached.append(rows)
-            self.files.write(batch_id, valid_events(rows).withColumn("event_date", F.to_date("event_time")))
-        is_event = F.col("error_code").isNull()
-        passthrough = F.struct(*[F.col(c) for c in _DEAD_LETTER_COLUMNS])
-        key = F.concat_ws(":", F.col("source_topic"), F.col("source_partition"), F.col("source_offset"))
-        parts = digest(
-            rows,
-            plan.specs,
-            is_event=is_event,
-            passthrough_key=key,
-            passthrough=passthrough,
-        ).persist(StorageLevel.MEMORY_AND_DISK)
+            with report.timed("files"):
+                self.files.write(batch_id, rows.where(self._is_event).select(*self._valid_files))
+        parts = self._digester.digest(rows).persist(StorageLevel.MEMORY_AND_DISK)
         cached.append(parts)
-        summary = parts.select(
-            F.max(F.unix_millis("max_event_time")).alias("max_event_ms"),
-            F.count_if(F.col("aggregation") == PASSTHROUGH).alias("dead_letters"),
-        ).first()
-        windows = parts.where(F.col("aggregation") != PASSTHROUGH)
-        late_rows = (
-            windows.where(closed(before.watermark_ms)).groupBy("aggregation").agg(F.sum("n").alias("n"))
-        )
-        late = {r.aggregation: r.n for r in late_rows.collect()}
-        windows = windows.where(~closed(before.watermark_ms))
-        merged = merge(self.store.open_windows(before), windows).persist(StorageLevel.MEMORY_AND_DISK)
+        with report.timed("digest"):
+            summary = parts.select(*self._summary).first()
+        report.dead_letters = summary.dead_letters
+        windows = parts.where(~self._is_passthrough)
+        late = closed(before.watermark_ms)
+        with report.timed("late"):
+            counted = windows.where(late).groupBy("aggregation").agg(self._late_count).collect()
+            report.late = {r.aggregation: r.n for r in counted}
+        merged = self.windows.merge(self.store.open_windows(before), windows.where(~late))
+        merged = merged.persist(StorageLevel.MEMORY_AND_DISK)
         cached.append(merged)
         after = before.after(batch_id, summary.max_event_ms)
         done = closed(after.watermark_ms)
         emitted = merged.where(done) if opts.output_mode == "append" else merged.where(F.col("updated"))
-        values = window_values(emitted).persist(StorageLevel.MEMORY_AND_DISK)
+        values = self.windows.values(emitted).persist(StorageLevel.MEMORY_AND_DISK)
         cached.append(values)
 
         outputs = [(out, out.rows(values)) for out in plan.outputs]
-        records = [
-            as_records(to_kafka_records(rows_, key=list(out.key)), out.topic) for out, rows_ in outputs
-        ]
+        records = [self._for_kafka(self._records(out, rows_), out.topic) for out, rows_ in outputs]
         if summary.dead_letters:
-            letters = dead_letters(
-                _dead_letter_fields(parts.where(F.col("aggregation") == PASSTHROUGH)), job=plan.job
-            )
-            records.append(as_records(letters, opts.dead_letter_topic))
+            letters = parts.where(self._is_passthrough).select(*self._letters).select(*self._letter_columns)
+            records.append(self._for_kafka(letters, opts.dead_letter_topic, headers=True))
         union = records[0]
         for more in records[1:]:
             union = union.unionByName(more)
-        self._write(union, opts)
+        with report.timed("write"):
+            self._write(union, opts)
         if opts.console:
-            for out, rows_ in outputs:
-                title = f"{plan.job} / {out.name} -> {out.topic}: batch {batch_id}"
-                print_rows(title, rows_, order_by=list(out.key), limit=opts.console_rows)
-            everything = window_values(merged)
-            for view in plan.console_views:
-                title = f"{plan.job} / {view.name}: batch {batch_id}"
-                print_rows(
-                    title, view.rows(everything), order_by=list(view.order_by), limit=opts.console_rows
-                )
-
-        self.store.save(after, merged.where(~done))
-        return BatchReport(batch_id, before.watermark_ms, summary.dead_letters, late)
+            with report.timed("console"):
+                for out, rows_ in outputs:
+                    title = f"{plan.job} / {out.name} -> {out.topic}: batch {batch_id}"
+                    print_rows(title, rows_, order_by=list(out.key), limit=opts.console_rows)
+                everything = self.windows.values(merged)
+                for view in plan.console_views:
+                    title = f"{plan.job} / {view.name}: batch {batch_id}"
+                    print_rows(
+                        title, view.rows(everything), order_by=list(view.order_by), limit=opts.console_rows
+                    )
+        with report.timed("save"):
+            self.store.save(after, merged.where(~done))
 
 
 #: A query checkpoint of each output under ``<root>/<job>/``: the layout before one query per job (Sluice 0.1).

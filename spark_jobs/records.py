@@ -17,9 +17,14 @@ def _key_part(df: DataFrame, name: str) -> Column:
     return F.col(name).cast("string")
 
 
-def to_kafka_records(df: DataFrame, *, key: list[str]) -> DataFrame:
-    """``key`` (the listed columns joined by ``|``, times as ISO-8601 UTC) and ``value`` (every column as JSON)."""
-    return df.select(
+def record_columns(df: DataFrame, *, key: list[str]) -> list[Column]:
+    """The columns of :func:`to_kafka_records` for frames shaped like ``df`` (to build once, apply often)."""
+    return [
         F.concat_ws("|", *[_key_part(df, k) for k in key]).alias("key"),
         F.to_json(F.struct(*df.columns), _JSON_OPTIONS).alias("value"),
-    )
+    ]
+
+
+def to_kafka_records(df: DataFrame, *, key: list[str]) -> DataFrame:
+    """``key`` (the listed columns joined by ``|``, times as ISO-8601 UTC) and ``value`` (every column as JSON)."""
+    return df.select(*record_columns(df, key=key))

@@ -6,28 +6,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from spark_jobs.options import CommonOptions
 
-#: The columns of a record for Kafka: ``headers`` may be null.
-RECORD_COLUMNS = ("topic", "key", "value", "headers")
-_HEADERS_TYPE = "array<struct<key:string,value:binary>>"
-
-
-def as_records(records: DataFrame, topic: str) -> DataFrame:
-    """``key, value`` records (and ``headers``, if present) bound for ``topic``: :data:`RECORD_COLUMNS`."""
-    headers = F.col("headers") if "headers" in records.columns else F.lit(None).cast(_HEADERS_TYPE)
-    return records.select(
-        F.lit(topic).alias("topic"),
-        F.col("key").cast("binary").alias("key"),
-        F.col("value").cast("binary").alias("value"),
-        headers.alias("headers"),
-    )
-
 
 def write_to_kafka(records: DataFrame, opts: CommonOptions) -> None:
-    """Write :data:`RECORD_COLUMNS` rows, each to the topic it names (one Kafka write for all of them)."""
+    """Write ``topic, key, value, headers`` rows, each to the topic it names (one Kafka write for all of them)."""
     records.write.format("kafka").option("kafka.bootstrap.servers", opts.bootstrap_servers).save()
 
 

@@ -5,7 +5,7 @@ micro-batch: every valid event is expanded into one *contribution* per window it
 :class:`WindowSpec` of the job (the aggregation's name is part of each row's key), and the contributions are
 aggregated into *partials*: count, sum, sum of squared deviations (M2), minimum and maximum per
 ``(aggregation, group, window_start)``. A window's partials of successive micro-batches are merged with the
-open windows kept from earlier ones (:func:`merge`), exactly as Spark's own streaming aggregation merges its
+open windows kept from earlier ones (:meth:`Windows.merge`), exactly as Spark's own streaming aggregation merges its
 buffers (Chan et al.'s update for M2, sums for the mean), and a window is *final* once the watermark reaches its
 end.
 
@@ -71,133 +71,155 @@ def _micros(duration: Duration) -> int:
     return duration.millis * _MICROS_PER_MS
 
 
-def _candidates(specs: Sequence[WindowSpec]) -> list[Column]:
-    """``(aggregation, group, window_start)`` of every window of every spec that could hold the row's event.
-
-    The last window starting at or before the event starts at ``time - pmod(time, slide)``; the others start one
-    slide earlier each. When the slide does not divide the length, the earliest candidate may end at or before the
-    event: it is null then, and :func:`_expand` drops it. All-time specs have a null ``window_start``.
-    """
-    time_us = F.unix_micros("event_time")
-    candidates = []
-    for spec in specs:
-        group = F.col(spec.group).cast("string")
-        if spec.length is None:
-            starts = [(F.lit(None).cast("long"), None)]
-        else:
-            step, length = _micros(spec.step), _micros(spec.length)
-            last = time_us - F.pmod(time_us, F.lit(step))
-            starts = []
-            for i in range(spec.windows_per_event):
-                start = last - F.lit(i * step)
-                # only the earliest candidate can miss the event, and only with an uneven slide
-                misses = length % step and i == spec.windows_per_event - 1
-                starts.append((start, start + F.lit(length) > time_us if misses else None))
-        for start, holds in starts:
-            candidate = F.struct(
-                F.lit(spec.name).alias("aggregation"), group.alias("group"), start.alias("window_start")
-            )
-            candidates.append(candidate if holds is None else F.when(holds, candidate))
-    return candidates
-
-
-def _window_end(specs: Sequence[WindowSpec]) -> Column:
-    """The end of each row's window (microseconds), from its aggregation's length; null for all-time groups."""
-    end = None
-    for spec in specs:
-        if spec.length is None:
-            continue
-        this = F.col("window_start") + F.lit(_micros(spec.length))
-        condition = F.col("aggregation") == spec.name
-        end = F.when(condition, this) if end is None else end.when(condition, this)
-    return F.lit(None).cast("long") if end is None else end
-
-
-def _expand(rows: DataFrame, array: Column, **extra: Column) -> DataFrame:
-    """One row per non-null element of ``array`` (a struct), with the row's value and event time (and
-    ``extra`` columns by name)."""
-    kept = [column.alias(name) for name, column in extra.items()]
-    exploded = rows.select(F.explode(array).alias("c"), "value", "event_time", *kept)
-    return exploded.where(F.col("c").isNotNull()).select("c.*", "value", "event_time", *extra)
-
-
-def _aggregates() -> list[Column]:
-    count = F.count(F.lit(1))
-    return [
-        count.alias("n"),
-        F.sum("value").alias("sum"),
-        (F.var_pop("value") * count).alias("m2"),
-        F.min("value").alias("min"),
-        F.max("value").alias("max"),
-        F.max("event_time").alias("max_event_time"),
-    ]
-
-
-def contributions(events: DataFrame, specs: Sequence[WindowSpec]) -> DataFrame:
-    """One row per event and window it falls in, for every spec: ``aggregation, group, window_start``
-    (microseconds since the epoch; null for all-time groups), ``value, event_time``.
-
-    ``events`` has at least ``event_time`` (timestamp), ``value`` (double) and each spec's group column.
-    """
-    return _expand(events, F.array(*_candidates(specs)))
-
-
-def partials(rows: DataFrame, specs: Sequence[WindowSpec]) -> DataFrame:
-    """Aggregate :func:`contributions` by key: :data:`PARTIAL_COLUMNS`."""
-    grouped = rows.groupBy(*KEY).agg(*_aggregates())
-    return grouped.select(*KEY, _window_end(specs).alias("window_end"), *BUFFER[1:], "max_event_time")
-
-
-def closed(watermark_ms: int) -> Column:
-    """True for a window that the watermark ``watermark_ms`` has closed (its end is at or before it)."""
-    return F.col("window_end").isNotNull() & (F.col("window_end") <= F.lit(watermark_ms * _MICROS_PER_MS))
-
-
 #: ``aggregation`` of the digest rows that carry a non-event row through (e.g. a dead letter).
 PASSTHROUGH = "passthrough"
 
 
-def digest(
-    rows: DataFrame,
-    specs: Sequence[WindowSpec],
-    *,
-    is_event: Column,
-    passthrough_key: Column,
-    passthrough: Column,
-) -> DataFrame:
-    """Everything a micro-batch contributes, from one pass over its rows (one scan of the source).
+class Windows:
+    """The window arithmetic of a set of specs, its column expressions built once.
 
-    * for each window a batch's events fall in: its partial (:data:`PARTIAL_COLUMNS`);
+    A job applies the same expressions to every micro-batch: building them is work for the Python driver (each
+    function call is a round trip to the JVM), so it is done once per job, not once per micro-batch.
+    """
+
+    def __init__(self, specs: Sequence[WindowSpec]) -> None:
+        self.specs = tuple(specs)
+        self._candidates = self._candidate_columns()
+        self._uneven = any(s.length is not None and s.length.millis % s.step.millis for s in self.specs)
+        count = F.count(F.lit(1))
+        self._aggregates = [
+            count.alias("n"),
+            F.sum("value").alias("sum"),
+            (F.var_pop("value") * count).alias("m2"),
+            F.min("value").alias("min"),
+            F.max("value").alias("max"),
+            F.max("event_time").alias("max_event_time"),
+        ]
+        self._partial_columns = [*KEY, self._window_end().alias("window_end"), *BUFFER[1:], "max_event_time"]
+        self._merge_sides = (
+            [*KEY, *[F.col(c).alias(f"a_{c}") for c in BUFFER]],
+            [*KEY, *[F.col(c).alias(f"b_{c}") for c in BUFFER]],
+        )
+        self._merge_columns = _merge_columns()
+        self._value_columns = _value_columns()
+
+    def _candidate_columns(self) -> list[Column]:
+        """``(aggregation, group, window_start)`` of every window of every spec that could hold a row's event.
+
+        The last window starting at or before the event starts at ``time - pmod(time, slide)``; the others start
+        one slide earlier each. When the slide does not divide the length, the earliest candidate may end at or
+        before the event: it is null then, and is dropped. All-time specs have a null ``window_start``.
+        """
+        time_us = F.unix_micros("event_time")
+        candidates = []
+        for spec in self.specs:
+            group = F.col(spec.group).cast("string")
+            if spec.length is None:
+                starts = [(F.lit(None).cast("long"), None)]
+            else:
+                step, length = _micros(spec.step), _micros(spec.length)
+                last = time_us - F.pmod(time_us, F.lit(step))
+                starts = []
+                for i in range(spec.windows_per_event):
+                    start = last - F.lit(i * step)
+                    misses = length % step and i == spec.windows_per_event - 1
+                    starts.append((start, start + F.lit(length) > time_us if misses else None))
+            for start, holds in starts:
+                candidate = F.struct(
+                    F.lit(spec.name).alias("aggregation"), group.alias("group"), start.alias("window_start")
+                )
+                candidates.append(candidate if holds is None else F.when(holds, candidate))
+        return candidates
+
+    def _window_end(self) -> Column:
+        """The end of each row's window (microseconds), from its aggregation's length; null for all-time groups."""
+        end = None
+        for spec in self.specs:
+            if spec.length is None:
+                continue
+            this = F.col("window_start") + F.lit(_micros(spec.length))
+            condition = F.col("aggregation") == spec.name
+            end = F.when(condition, this) if end is None else end.when(condition, this)
+        return F.lit(None).cast("long") if end is None else end
+
+    @staticmethod
+    def _expand(rows: DataFrame, array: Column, **extra: Column) -> DataFrame:
+        kept = [column.alias(name) for name, column in extra.items()]
+        exploded = rows.select(F.explode(array).alias("c"), "value", "event_time", *kept)
+        return exploded.where(F.col("c").isNotNull()).select("c.*", "value", "event_time", *extra)
+
+    def contributions(self, events: DataFrame) -> DataFrame:
+        """One row per event and window it falls in, for every spec: ``aggregation, group, window_start``
+        (microseconds since the epoch; null for all-time groups), ``value, event_time``.
+
+        ``events`` has at least ``event_time`` (timestamp), ``value`` (double) and each spec's group column.
+        """
+        return self._expand(events, F.array(*self._candidates))
+
+    def partials(self, rows: DataFrame) -> DataFrame:
+        """Aggregate :meth:`contributions` by key: :data:`PARTIAL_COLUMNS`."""
+        return rows.groupBy(*KEY).agg(*self._aggregates).select(*self._partial_columns)
+
+    def digester(self, *, is_event: Column, passthrough_key: Column, passthrough: Column) -> Digester:
+        """:meth:`Digester.digest` for rows whose events ``is_event`` tells apart (see there)."""
+        return Digester(self, is_event=is_event, passthrough_key=passthrough_key, passthrough=passthrough)
+
+    def merge(self, open_windows: DataFrame, batch: DataFrame) -> DataFrame:
+        """Merge a micro-batch's partials into the open windows: ``KEY, BUFFER`` and ``updated`` (the batch changed
+        the window). Either side may be missing for a key; counts add, sums add, extremes combine, and M2 follows
+        Spark's CentralMomentAgg merge: ``m2 = m2_a + m2_b + delta * (delta / n) * n_a * n_b`` with
+        ``delta = mean_b - mean_a``."""
+        a, b = open_windows.select(*self._merge_sides[0]), batch.select(*self._merge_sides[1])
+        return a.join(b, list(KEY), "full_outer").select(*self._merge_columns)
+
+    def values(self, windows: DataFrame) -> DataFrame:
+        """Open or final windows (``KEY, BUFFER``) as the jobs report them: ``aggregation, group, window_start,
+        window_end`` (timestamps) and ``record_count, avg_value, stddev_value, min_value, max_value``.
+
+        ``stddev_value`` is the sample standard deviation, null for a one-event window (as Spark's
+        ``stddev_samp``)."""
+        return windows.select(*self._value_columns)
+
+    def aggregate(self, events: DataFrame) -> DataFrame:
+        """Every window over a bounded DataFrame of events, all at once (no watermark): :meth:`values` of their
+        partials. For tests, and for the benchmark's batch ceiling."""
+        return self.values(self.partials(self.contributions(events)))
+
+
+class Digester:
+    """Everything a micro-batch contributes, from one pass over its rows (one scan of the source):
+
+    * for each window the batch's events fall in: its partial (:data:`PARTIAL_COLUMNS`);
     * for each row that is not an event: one row ``aggregation = "passthrough"``, ``group = passthrough_key``
       (unique per row), carrying ``passthrough`` (a struct) in the column of that name.
 
-    ``rows`` has ``event_time``, ``value`` and the specs' group columns, filled for the rows ``is_event`` holds.
-    A window's contributions of one batch are all late or all on time (that depends on its end and the
-    watermark in force only), so lateness is decided on the partials, by :func:`closed`.
+    Rows have ``event_time``, ``value`` and the specs' group columns, filled for the rows ``is_event`` holds. A
+    window's contributions of one batch are all late or all on time (that depends on its end and the watermark in
+    force only), so lateness is decided on the partials, by :func:`closed`.
     """
-    other = F.struct(
-        F.lit(PASSTHROUGH).alias("aggregation"),
-        passthrough_key.cast("string").alias("group"),
-        F.lit(None).cast("long").alias("window_start"),
-    )
-    array = F.when(is_event, F.array(*_candidates(specs))).otherwise(F.array(other))
-    expanded = _expand(rows, array, **{PASSTHROUGH: F.when(~is_event, passthrough)})
-    # The pass-through struct is a grouping column (null for events, unique per row otherwise), not an aggregate:
-    # aggregates of binary or nested types would turn the hash aggregation into a sort-based one.
-    grouped = expanded.groupBy(*KEY, PASSTHROUGH).agg(*_aggregates())
-    return grouped.select(
-        *KEY, _window_end(specs).alias("window_end"), *BUFFER[1:], "max_event_time", PASSTHROUGH
-    )
+
+    def __init__(
+        self, windows: Windows, *, is_event: Column, passthrough_key: Column, passthrough: Column
+    ) -> None:
+        self._windows = windows
+        other = F.struct(
+            F.lit(PASSTHROUGH).alias("aggregation"),
+            passthrough_key.cast("string").alias("group"),
+            F.lit(None).cast("long").alias("window_start"),
+        )
+        self._array = F.when(is_event, F.array(*windows._candidates)).otherwise(F.array(other))
+        self._passthrough = F.when(~is_event, passthrough)
+        self._columns = [*windows._partial_columns, PASSTHROUGH]
+
+    def digest(self, rows: DataFrame) -> DataFrame:
+        # The pass-through struct is a grouping column (null for events, unique per row otherwise), not an
+        # aggregate: aggregates of binary or nested types would turn the hash aggregation into a sort-based one.
+        expanded = Windows._expand(rows, self._array, **{PASSTHROUGH: self._passthrough})
+        grouped = expanded.groupBy(*KEY, PASSTHROUGH).agg(*self._windows._aggregates)
+        return grouped.select(*self._columns)
 
 
-def merge(open_windows: DataFrame, batch: DataFrame) -> DataFrame:
-    """Merge a micro-batch's partials into the open windows: ``KEY, BUFFER`` and ``updated`` (the batch changed
-    the window). Either side may be missing for a key; counts add, sums add, extremes combine, and M2 follows
-    Spark's CentralMomentAgg merge: ``m2 = m2_a + m2_b + delta * (delta / n) * n_a * n_b`` with
-    ``delta = mean_b - mean_a``."""
-    a = open_windows.select(*KEY, *[F.col(c).alias(f"a_{c}") for c in BUFFER])
-    b = batch.select(*KEY, *[F.col(c).alias(f"b_{c}") for c in BUFFER])
-    joined = a.join(b, list(KEY), "full_outer")
+def _merge_columns() -> list[Column]:
     na, nb = F.coalesce(F.col("a_n"), F.lit(0)), F.coalesce(F.col("b_n"), F.lit(0))
     n = na + nb
     delta = F.col("b_sum") / F.col("b_n") - F.col("a_sum") / F.col("a_n")
@@ -210,7 +232,7 @@ def merge(open_windows: DataFrame, batch: DataFrame) -> DataFrame:
         first, second = F.col(f"a_{name}"), F.col(f"b_{name}")
         return F.when(both, op(first, second)).otherwise(F.coalesce(first, second))
 
-    return joined.select(
+    return [
         *KEY,
         F.coalesce(F.col("a_window_end"), F.col("b_window_end")).alias("window_end"),
         n.alias("n"),
@@ -219,17 +241,12 @@ def merge(open_windows: DataFrame, batch: DataFrame) -> DataFrame:
         either(F.least, "min").alias("min"),
         either(F.greatest, "max").alias("max"),
         F.col("b_n").isNotNull().alias("updated"),
-    )
+    ]
 
 
-def window_values(windows: DataFrame) -> DataFrame:
-    """Open or final windows (``KEY, BUFFER``) as the jobs report them: ``aggregation, group, window_start,
-    window_end`` (timestamps) and ``record_count, avg_value, stddev_value, min_value, max_value``.
-
-    ``stddev_value`` is the sample standard deviation, null for a one-event window (as Spark's ``stddev_samp``).
-    """
+def _value_columns() -> list[Column]:
     n = F.col("n")
-    return windows.select(
+    return [
         "aggregation",
         "group",
         F.timestamp_micros("window_start").alias("window_start"),
@@ -239,13 +256,53 @@ def window_values(windows: DataFrame) -> DataFrame:
         F.when(n > 1, F.sqrt(F.col("m2") / (n - 1))).alias("stddev_value"),
         F.col("min").alias("min_value"),
         F.col("max").alias("max_value"),
+    ]
+
+
+def closed(watermark_ms: int) -> Column:
+    """True for a window that the watermark ``watermark_ms`` has closed (its end is at or before it)."""
+    return F.col("window_end").isNotNull() & (F.col("window_end") <= F.lit(watermark_ms * _MICROS_PER_MS))
+
+
+def contributions(events: DataFrame, specs: Sequence[WindowSpec]) -> DataFrame:
+    """:meth:`Windows.contributions` of ``specs``."""
+    return Windows(specs).contributions(events)
+
+
+def partials(rows: DataFrame, specs: Sequence[WindowSpec]) -> DataFrame:
+    """:meth:`Windows.partials` of ``specs``."""
+    return Windows(specs).partials(rows)
+
+
+def digest(
+    rows: DataFrame,
+    specs: Sequence[WindowSpec],
+    *,
+    is_event: Column,
+    passthrough_key: Column,
+    passthrough: Column,
+) -> DataFrame:
+    """:meth:`Digester.digest` of ``specs``."""
+    return (
+        Windows(specs)
+        .digester(is_event=is_event, passthrough_key=passthrough_key, passthrough=passthrough)
+        .digest(rows)
     )
 
 
+def merge(open_windows: DataFrame, batch: DataFrame) -> DataFrame:
+    """:meth:`Windows.merge` (it does not depend on the specs)."""
+    return Windows(()).merge(open_windows, batch)
+
+
+def window_values(windows: DataFrame) -> DataFrame:
+    """:meth:`Windows.values` (it does not depend on the specs)."""
+    return Windows(()).values(windows)
+
+
 def aggregate(events: DataFrame, specs: Sequence[WindowSpec]) -> DataFrame:
-    """Every window of ``specs`` over a bounded DataFrame of events, all at once (no watermark):
-    :func:`window_values` of their partials. For tests, and for the benchmark's batch ceiling."""
-    return window_values(partials(contributions(events, specs), specs))
+    """:meth:`Windows.aggregate` of ``specs``."""
+    return Windows(specs).aggregate(events)
 
 
 def of(values: DataFrame, spec: WindowSpec) -> DataFrame:

@@ -152,3 +152,68 @@ def test_long_bad_timestamps_are_cut_in_the_message(spark):
     assert row.error_code == ev.INVALID_TIMESTAMP
     assert row.error_message.endswith('x..."')
     assert len(row.error_message) < 200
+
+
+# --- the fast path: compact events read by Spark's JSON reader, the rest parsed as VARIANT -------------------------
+
+COMPACT = {"separators": (",", ":")}
+
+
+def _object(**fields) -> dict:
+    body = {"timestamp": "2024-01-01T12:00:00Z", "value": 42.5, "device_id": "device_001", "status": "Normal"}
+    body.update(fields)
+    return body
+
+
+# Each body written two ways: compact (the generator's layout, taking the fast path when its strings are plain
+# ASCII) and with spaces (the VARIANT parse). Both ways must give the same event, or the same dead-letter reason.
+SAME_EITHER_WAY = [
+    _object(),
+    _object(value=0),
+    _object(value=-0.0),
+    _object(value=12),
+    _object(value=1e2),
+    _object(value=1.5e-7),
+    _object(value=9007199254740993),  # above 2**53: both round the digits to the nearest double
+    _object(value=123456789012345678901234567890),
+    _object(timestamp="2024-01-01T12:00:00.123456789+02:00"),
+    _object(timestamp="2024-13-45T00:00:00Z"),  # compact, but not a date: INVALID_TIMESTAMP either way
+    _object(timestamp="not-a-time"),
+    _object(device_id=""),  # empty: INVALID_VALUE either way
+    _object(status="Dänger"),  # not plain ASCII: always the VARIANT parse
+    _object(device_id='dev"ice'),  # an escaped quote: always the VARIANT parse
+    _object(device_id="dev\\ice"),
+]
+
+
+@pytest.mark.parametrize(
+    "body", SAME_EITHER_WAY, ids=[json.dumps(b, **COMPACT)[:60] for b in SAME_EITHER_WAY]
+)
+def test_compact_and_spaced_json_parse_the_same(spark, body):
+    compact, spaced = json.dumps(body, **COMPACT).encode(), json.dumps(body).encode()
+    rows = ev.parse_events(raw_frame(spark, [compact, spaced])).collect()
+    fields = ("event_time", "device_id", "value", "status", "error_code", "error_message")
+    compact_row, spaced_row = ([getattr(r, f) for f in fields] for r in rows)
+    assert compact_row == spaced_row
+
+
+def test_an_infinite_compact_value_is_refused_as_the_variant_parse_refuses_it(spark):
+    compact = b'{"timestamp":"2024-01-01T12:00:00Z","value":1e400,"device_id":"d","status":"s"}'
+    (row,) = ev.parse_events(raw_frame(spark, [compact])).collect()
+    spaced = parse_one(spark, compact.replace(b",", b", "))
+    assert row.event_time is None and (row.error_code, row.error_message) == (
+        spaced.error_code,
+        spaced.error_message,
+    )
+    assert row.error_code is not None
+
+
+def test_the_generators_events_take_the_fast_path():
+    import re
+
+    from spark_jobs.generator.model import EVENT, EventFactory, GeneratorConfig
+
+    pattern = re.compile(ev.CANONICAL_EVENT_PATTERN.replace(r"\z", r"\Z"))
+    factory = EventFactory(GeneratorConfig(seed=3, late_fraction=0.1))
+    messages = [factory.message(i, KAFKA_TIME) for i in range(500)]
+    assert all(pattern.match(m.value.decode()) for m in messages if m.kind == EVENT)
