@@ -6,14 +6,16 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_ARGS ?=
+BENCH_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help tools venv jars kube-bins deploy-tools images kind-node crd demo test test-unit test-integration test-k8s \
+.PHONY: help tools venv jars kube-bins deploy-tools images kind-node crd demo bench test test-unit test-integration test-bench test-k8s \
 	test-charts test-images test-e2e kind-up kind-demo kind-down lint format clean
 
 help:
 	@echo "make demo     run Kafka + generator + the three Spark jobs locally (~2 min), then a summary"
-	@echo "make test     lint, then unit, integration and demo tests (real Kafka broker, real Spark)"
+	@echo "make bench    the benchmark: Sluice against this machine's limits, as ratios (BENCH_ARGS=--quick: minutes)"
+	@echo "make test     lint, then every tier below, plus unit, integration, demo and bench --quick (real Kafka, Spark)"
 	@echo "make test-k8s the operator against a real kube-apiserver + etcd + controller-manager"
 	@echo "make test-charts  render the Helm charts with helm; the API server validates them"
 	@echo "make test-images  build the container images (Docker engine started if needed) and run them"
@@ -65,6 +67,10 @@ crd: venv
 demo: jars
 	$(BIN)/python -m sluice_local demo $(DEMO_ARGS)
 
+# The benchmark: ~40 min on 2 cores; writes bench/results/<UTC time>/report.md (python -m sluice_local bench --help).
+bench: jars
+	$(BIN)/python -m sluice_local bench $(BENCH_ARGS)
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -87,6 +93,9 @@ test-unit: jars
 
 test-integration: jars
 	$(BIN)/pytest -m "integration or demo" $(PYTEST_ARGS)
+
+test-bench: jars
+	$(BIN)/pytest -m bench $(PYTEST_ARGS)
 
 test-k8s: jars kube-bins
 	$(BIN)/pytest -m k8s $(PYTEST_ARGS)

@@ -155,7 +155,6 @@ class MicroBatches:
             F.max(F.unix_millis("max_event_time")).alias("max_event_ms"),
             F.count_if(self._is_passthrough).alias("dead_letters"),
         ]
-        self._late_count = F.sum("n").alias("n")
         self._letters = [*[F.col(f"{PASSTHROUGH}.{c}").alias(c) for c in _DEAD_LETTER_COLUMNS]]
         self._letter_columns = dead_letter_columns(plan.job)
         self._record_columns: dict[str, list] = {}  # per output, built from its first micro-batch's columns
@@ -222,14 +221,18 @@ class MicroBatches:
                 self.files.write(batch_id, rows.where(self._is_event).select(*self._valid_files))
         parts = self._digester.digest(rows).persist(StorageLevel.MEMORY_AND_DISK)
         cached.append(parts)
-        with report.timed("digest"):
-            summary = parts.select(*self._summary).first()
-        report.dead_letters = summary.dead_letters
-        windows = parts.where(~self._is_passthrough)
         late = closed(before.watermark_ms)
-        with report.timed("late"):
-            counted = windows.where(late).groupBy("aggregation").agg(self._late_count).collect()
-            report.late = {r.aggregation: r.n for r in counted}
+        late_counts = [  # per spec, its contributions to windows the watermark in force had closed
+            F.sum(F.when(late & (F.col("aggregation") == spec.name), F.col("n"))).alias(f"late_{i}")
+            for i, spec in enumerate(plan.specs)
+        ]
+        with report.timed("digest"):
+            summary = parts.select(*self._summary, *late_counts).first()
+        report.dead_letters = summary.dead_letters
+        report.late = {
+            spec.name: summary[f"late_{i}"] for i, spec in enumerate(plan.specs) if summary[f"late_{i}"]
+        }
+        windows = parts.where(~self._is_passthrough)
         merged = self.windows.merge(self.store.open_windows(before), windows.where(~late))
         merged = merged.persist(StorageLevel.MEMORY_AND_DISK)
         cached.append(merged)

@@ -1,5 +1,5 @@
-"""The SparkSession every job runs in: UTC everywhere, small shuffles, the Kafka connector on the class path, and a
-JVM that compiles Spark's large generated methods."""
+"""The SparkSession every job runs in: UTC everywhere, small shuffles, no adaptive re-planning, the Kafka connector
+on the class path, and a JVM that compiles Spark's large generated methods."""
 
 from __future__ import annotations
 
@@ -12,6 +12,11 @@ from spark_jobs.options import CommonOptions
 #: (measured here: the parse of 300k events 1.5 s with this flag, 2.6 s without).
 JIT_OPTIONS = "-XX:-DontCompileHugeMethods"
 _JAVA_OPTIONS = ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions")
+#: Settings a job starts from; ``--spark-conf`` overrides them. Adaptive query execution re-plans every stage of
+#: every micro-batch's queries: on micro-batches of a few thousand events it costs more than it saves (measured
+#: with the benchmark's latency scenario, three jobs on two cores at 1,000 events/s: window-output p50 10 s without
+#: it, 14-15 s with it).
+DEFAULT_CONF = {"spark.sql.adaptive.enabled": "false"}
 
 
 def build_session(app_name: str, opts: CommonOptions) -> SparkSession:
@@ -29,7 +34,7 @@ def build_session(app_name: str, opts: CommonOptions) -> SparkSession:
         builder = builder.master(opts.master)
     if opts.jars:
         builder = builder.config("spark.jars", ",".join(opts.jars))
-    conf = dict(opts.spark_conf)
+    conf = {**DEFAULT_CONF, **dict(opts.spark_conf)}
     for key in _JAVA_OPTIONS:  # the user's own options stay, after ours
         conf[key] = f"{JIT_OPTIONS} {conf.get(key, '')}".strip()
     for key, value in conf.items():

@@ -97,9 +97,10 @@ class Windows:
         ]
         self._partial_columns = [*KEY, self._window_end().alias("window_end"), *BUFFER[1:], "max_event_time"]
         self._merge_sides = (
-            [*KEY, *[F.col(c).alias(f"a_{c}") for c in BUFFER]],
-            [*KEY, *[F.col(c).alias(f"b_{c}") for c in BUFFER]],
+            [*KEY, *BUFFER, F.lit(False).alias("new")],
+            [*KEY, *BUFFER, F.lit(True).alias("new")],
         )
+        self._merge_aggregates = _merge_aggregates()
         self._merge_columns = _merge_columns()
         self._value_columns = _value_columns()
 
@@ -168,9 +169,13 @@ class Windows:
         """Merge a micro-batch's partials into the open windows: ``KEY, BUFFER`` and ``updated`` (the batch changed
         the window). Either side may be missing for a key; counts add, sums add, extremes combine, and M2 follows
         Spark's CentralMomentAgg merge: ``m2 = m2_a + m2_b + delta * (delta / n) * n_a * n_b`` with
-        ``delta = mean_b - mean_a``."""
+        ``delta = mean_b - mean_a``.
+
+        A key has at most one row on each side, so the two sides are unioned and grouped by key (one shuffle, where
+        a full outer join would shuffle both sides), each side's buffer picked out by its ``new`` flag."""
         a, b = open_windows.select(*self._merge_sides[0]), batch.select(*self._merge_sides[1])
-        return a.join(b, list(KEY), "full_outer").select(*self._merge_columns)
+        merged = a.unionByName(b).groupBy(*KEY).agg(*self._merge_aggregates)
+        return merged.select(*self._merge_columns)
 
     def values(self, windows: DataFrame) -> DataFrame:
         """Open or final windows (``KEY, BUFFER``) as the jobs report them: ``aggregation, group, window_start,
@@ -217,6 +222,21 @@ class Digester:
         expanded = Windows._expand(rows, self._array, **{PASSTHROUGH: self._passthrough})
         grouped = expanded.groupBy(*KEY, PASSTHROUGH).agg(*self._windows._aggregates)
         return grouped.select(*self._columns)
+
+
+def _merge_aggregates() -> list[Column]:
+    """Each side's buffer of a key (null where the side has no row), from the union of both sides."""
+    new = F.col("new")
+    side = {"a": ~new, "b": new}
+    return [
+        F.max("window_end").alias("a_window_end"),
+        F.lit(None).cast("long").alias("b_window_end"),
+        *[
+            F.max(F.when(is_side, F.col(c))).alias(f"{name}_{c}")
+            for name, is_side in side.items()
+            for c in BUFFER[1:]
+        ],
+    ]
 
 
 def _merge_columns() -> list[Column]:

@@ -188,6 +188,8 @@ def job_args(*, spec: PipelineSpec, job: str, generation: int, root: str = STATE
         "--master", master,
         "--shuffle-partitions", str(max(2, spec.spark.driver.cores if spec.spark.mode == "local" else 4)),
     ]  # fmt: skip
+    if j.max_offsets_per_trigger is not None:
+        args += ["--max-offsets-per-trigger", str(j.max_offsets_per_trigger)]
     for key, value in _spark_conf(spec):
         args += ["--spark-conf", f"{key}={value}"]
     if job == "basic":

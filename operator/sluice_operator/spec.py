@@ -304,6 +304,18 @@ _OUTPUT_MODE = {
 }
 
 
+def _max_offsets_per_trigger() -> Any:
+    return spec_field(
+        None,
+        description=(
+            "Most Kafka records one micro-batch reads, all source partitions together (Spark's "
+            "maxOffsetsPerTrigger); unset reads everything there is. Bounds a micro-batch's time and memory when "
+            "a backlog has built up (after a restart, a burst): the backlog drains over several micro-batches."
+        ),
+        minimum=1,
+    )
+
+
 def _slide_rule(window: str, slide: str) -> tuple[str, str]:
     return (f"duration(self.{slide}) <= duration(self.{window})", f"{slide} must not be longer than {window}")
 
@@ -320,7 +332,10 @@ class BasicJob:
     window: str = _duration("10s", "Length of the per-device windows.")
     slide: str = _duration("5s", "How often a window starts.")
     watermark: str = _duration("10s", "How late an event may arrive.")
-    trigger: str = _duration("5s", "Micro-batch interval.")
+    trigger: str = _duration(
+        "5s", "Micro-batch interval; 0s starts the next micro-batch as soon as one ends."
+    )
+    max_offsets_per_trigger: int | None = _max_offsets_per_trigger()
     output_mode: str = spec_field("append", **_OUTPUT_MODE)
     file_format: str = spec_field(
         "parquet", description="Format of the event files.", enum=("parquet", "json")
@@ -339,7 +354,10 @@ class WindowedJob:
     sliding_slide: str = _duration("10s", "How often a sliding window starts.")
     status_window: str = _duration("1h", "Length of the per-status windows.")
     watermark: str = _duration("10s", "How late an event may arrive.")
-    trigger: str = _duration("5s", "Micro-batch interval.")
+    trigger: str = _duration(
+        "5s", "Micro-batch interval; 0s starts the next micro-batch as soon as one ends."
+    )
+    max_offsets_per_trigger: int | None = _max_offsets_per_trigger()
     output_mode: str = spec_field("append", **_OUTPUT_MODE)
 
     CEL_RULES: ClassVar = (
@@ -373,7 +391,10 @@ class AnomalyJob:
         exclusive_minimum=True,
         maximum=1000000,
     )
-    trigger: str = _duration("5s", "Micro-batch interval.")
+    trigger: str = _duration(
+        "5s", "Micro-batch interval; 0s starts the next micro-batch as soon as one ends."
+    )
+    max_offsets_per_trigger: int | None = _max_offsets_per_trigger()
     output_mode: str = spec_field("append", **_OUTPUT_MODE)
 
     CEL_RULES: ClassVar = (_positive_rule("window"), _positive_rule("slide"), _slide_rule("window", "slide"))

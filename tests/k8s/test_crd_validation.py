@@ -58,6 +58,9 @@ INVALID = [
     ("jobs.anomaly.threshold", -1.5, "spec.jobs.anomaly.threshold"),
     ("jobs.anomaly.stddevFloor", 0, "spec.jobs.anomaly.stddevFloor"),
     ("jobs.basic.fileFormat", "csv", "spec.jobs.basic.fileFormat"),
+    ("jobs.basic.trigger", "soon", "spec.jobs.basic.trigger"),
+    ("jobs.windowed.maxOffsetsPerTrigger", 0, "spec.jobs.windowed.maxOffsetsPerTrigger"),
+    ("jobs.anomaly.maxOffsetsPerTrigger", "many", "spec.jobs.anomaly.maxOffsetsPerTrigger"),
     ("generator.anomalyProbability", 1.5, "spec.generator.anomalyProbability"),
     ("generator.devices", 0, "spec.generator.devices"),
     ("generator.rate", 0, "spec.generator.rate"),
@@ -133,4 +136,8 @@ def test_samples_are_accepted(control_plane, crd, namespace, sample):
 def test_kubectl_explain_documents_the_fields(control_plane, crd):
     out = control_plane.kubectl("explain", "streamingpipelines.spec.jobs.anomaly.threshold").stdout
     assert "Alert when a window's max or min is more than this many" in out
+    out = control_plane.kubectl(
+        "explain", "streamingpipelines.spec.jobs.windowed.maxOffsetsPerTrigger"
+    ).stdout
+    assert "Most Kafka records one micro-batch reads" in out
     assert "spipe" in control_plane.kubectl("api-resources", "--api-group=streaming.sluice.dev").stdout

@@ -21,6 +21,7 @@ RAW = {
     "kafka": {"bootstrapServers": "kafka.data:9092", "topics": {"alerts": {"name": "alerts-v2"}}},
     "jobs": {
         "basic": {"window": "20s", "slide": "10s", "fileFormat": "json", "trigger": "2s"},
+        "windowed": {"maxOffsetsPerTrigger": 20000},
         "anomaly": {"threshold": 2.5, "outputMode": "update"},
     },
     "generator": {"rate": 250, "devices": 4, "seed": 9, "malformedFraction": 0.01},
@@ -116,6 +117,7 @@ def test_basic_job_flags_parse_to_the_spec_values():
     )
     assert opts.common.checkpoint_root == "/var/lib/sluice/checkpoints/basic/g0" == p.checkpoint_path
     assert opts.output_dir == "/var/lib/sluice/output/g0" and opts.common.master == "local[3]"
+    assert opts.common.max_offsets_per_trigger is None  # unset: each micro-batch reads all there is
     assert ("spark.driver.memory", "2g") in opts.common.spark_conf
     assert ("spark.sql.adaptive.enabled", "false") in opts.common.spark_conf
     # the PVC is mounted where the flags point
@@ -139,6 +141,7 @@ def test_windowed_and_anomaly_flags_parse_to_the_spec_values():
         Duration(30_000),
         Duration(3_600_000),
     )
+    assert w.common.max_offsets_per_trigger == 20000
     a = anomaly.options_from(
         anomaly.build_parser().parse_args(
             flags(plan("anomaly", generation=2).manifest["spec"]["containers"][0])
