@@ -220,7 +220,7 @@ class Bench:
         lines = [p for p in payloads if p and b"\n" not in p and p.startswith(b"{")]
         (self.work / "payloads.txt").write_bytes(b"\n".join(lines) + b"\n")
         _say(
-            f"data set: {self.plan.events} events ({self.invalid} malformed) in bench-events and {dump.name}"
+            f"data set: {self.plan.events} events ({self.invalid} malformed) in {self.events_topic} and {dump.name}"
         )
 
     def baseline(self) -> Path:
@@ -710,7 +710,18 @@ def main(argv: list[str] | None = None) -> int:
         help="use this running broker (host:port) instead of starting one; the run's topics are named "
         "bench-<run id>-*",
     )
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="write report.md again from a run's results.json (next to it), measuring nothing",
+    )
     args = parser.parse_args(argv)
+    if args.render is not None:
+        results = json.loads(args.render.read_text())
+        figures = [report.Figure.from_dict(f) for f in results["figures"]]
+        args.render.with_name("report.md").write_text(report.render(results, figures))
+        return 0
     plan = QUICK if args.quick else FULL
     if args.events is not None or args.repeats is not None:
         plan = Plan(
@@ -792,54 +803,8 @@ def run(plan: Plan, out: Path, *, quick: bool, keep_work: bool, bootstrap: str |
         "baseline_commit": BASELINE_COMMIT,
     }
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-    (out / "report.md").write_text(render(results, figures))
+    (out / "report.md").write_text(report.render(results, figures))
     if not keep_work:
         shutil.rmtree(bench.work, ignore_errors=True)
     _say(f"bench: done in {results['seconds'] / 60:.1f} min: {out / 'report.md'}")
     return 0
-
-
-def render(results: dict, figures: list[Figure]) -> str:
-    m, plan = results["machine"], results["plan"]
-    lines = [
-        "# Sluice benchmark",
-        "",
-        f"Data set: {plan['events']:,} events (1 % malformed), {plan['repeats']} measured round(s) after a warm-up "
-        f"round{' (quick mode: no warm-up round)' if results['quick'] else ''}; each figure's min / median / max "
-        f"over the rounds. Took {results['seconds'] / 60:.1f} min.",
-        "",
-        f"Machine: {m['cores']} cores ({m['processor']}); load {m['load_before'][0]:.2f} before, "
-        f"{m['load_after'][0]:.2f} after; CPU steal {m['steal_share']:.1%} over the run. Python {m['python']}, "
-        f"pyspark {m['pyspark']}, {m['java']}, {m['kafka']}, confluent-kafka {m['confluent_kafka']}, Quix Streams "
-        f"{m['quixstreams']}. Baseline: the jobs of commit {results['baseline_commit'][:12]}.",
-        "",
-        report.table(figures),
-        "",
-        "## Checks of the outputs the figures come from",
-        "",
-        *[f"- {'ok' if c['passed'] else 'FAILED'}: {c['check']} ({c['detail']})" for c in results["checks"]],
-        "",
-        "## Effective Spark settings of the jobs",
-        "",
-        *[f"- `{k}` = `{v}`" for k, v in _settings(results["spark_conf"]).items()],
-        "",
-    ]
-    return "\n".join(lines)
-
-
-#: Settings of the run, not of the jobs (paths, ports, ids).
-_RUN_SETTINGS = ("spark.driver.host", "spark.driver.port", "spark.executor.id", "spark.sql.warehouse.dir")
-
-
-def _settings(conf: dict) -> dict:
-    """The Spark settings worth reading: without the jar lists and the run's own, and the JVM options without
-    the module openings every Spark JVM gets."""
-    shown = {}
-    for key, value in conf.items():
-        if key.startswith(("spark.jars", "spark.repl.local.jars")) or key in _RUN_SETTINGS:
-            continue
-        if key.endswith("extraJavaOptions"):
-            shown[key] = " ".join(t for t in value.split() if not t.startswith(("--add-", "-Djava.net.")))
-        else:
-            shown[key] = value
-    return shown

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 SPREAD_LIMIT = 0.15
 STEAL_LIMIT = 0.05
@@ -43,6 +43,11 @@ class Figure:
             flags.append(f"steal {max(self.steal):.0%}")
         return flags
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Figure:
+        """The figure :meth:`as_dict` wrote (its derived keys dropped)."""
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
     def as_dict(self) -> dict:
         data = asdict(self)
         values = self.values or [float("nan")]
@@ -77,3 +82,107 @@ def table(figures: Sequence[Figure]) -> str:
             f"{_number(max(values), f.unit)} | {f.unit} | {verdict} | {', '.join(f.flags)} |"
         )
     return "\n".join(lines)
+
+
+def render(results: dict, figures: list[Figure]) -> str:
+    m, plan = results["machine"], results["plan"]
+    lines = [
+        "# Sluice benchmark",
+        "",
+        f"Data set: {plan['events']:,} events (1 % malformed), {plan['repeats']} measured round(s) after a warm-up "
+        f"round{' (quick mode: no warm-up round)' if results['quick'] else ''}; each figure's min / median / max "
+        f"over the rounds. Took {results['seconds'] / 60:.1f} min.",
+        "",
+        f"Machine: {m['cores']} cores ({m['processor']}); load {m['load_before'][0]:.2f} before, "
+        f"{m['load_after'][0]:.2f} after; CPU steal {m['steal_share']:.1%} over the run. Python {m['python']}, "
+        f"pyspark {m['pyspark']}, {m['java']}, {m['kafka']}, confluent-kafka {m['confluent_kafka']}, Quix Streams "
+        f"{m['quixstreams']}. Baseline: the jobs of commit {results['baseline_commit'][:12]}.",
+        "",
+        table(figures),
+        "",
+        *_targets(figures),
+        *_steps(results),
+        "## Checks of the outputs the figures come from",
+        "",
+        *[f"- {'ok' if c['passed'] else 'FAILED'}: {c['check']} ({c['detail']})" for c in results["checks"]],
+        "",
+        "## Effective Spark settings of the jobs",
+        "",
+        *[f"- `{k}` = `{v}`" for k, v in _settings(results["spark_conf"]).items()],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+#: Settings of the run, not of the jobs (paths, ports, ids).
+_RUN_SETTINGS = ("spark.driver.host", "spark.driver.port", "spark.executor.id", "spark.sql.warehouse.dir")
+
+
+def _settings(conf: dict) -> dict:
+    """The Spark settings worth reading: without the jar lists and the run's own, and the JVM options without
+    the module openings every Spark JVM gets."""
+    shown = {}
+    for key, value in conf.items():
+        if key.startswith(("spark.jars", "spark.repl.local.jars")) or key in _RUN_SETTINGS:
+            continue
+        if key.endswith("extraJavaOptions"):
+            shown[key] = " ".join(t for t in value.split() if not t.startswith(("--add-", "-Djava.net.")))
+        else:
+            shown[key] = value
+    return shown
+
+
+def _targets(figures: Sequence[Figure]) -> list[str]:
+    """Each target with its median and, when missed, by how much."""
+    lines = ["## Targets", ""]
+    for f in figures:
+        if f.target is None:
+            continue
+        goal = float(f.target.split()[1])
+        if f.passed:
+            lines.append(f"- {f.name}: {_number(f.median, f.unit)} {f.unit}, target {f.target}: met")
+        elif f.target.startswith("≥"):
+            short = 1 - f.median / goal
+            lines.append(
+                f"- {f.name}: {_number(f.median, f.unit)} {f.unit}, target {f.target}: missed, {short:.0%} short "
+                f"(× {goal / f.median:.2f} needed)"
+            )
+        else:
+            lines.append(
+                f"- {f.name}: {_number(f.median, f.unit)} {f.unit}, target {f.target}: missed, "
+                f"{f.median / goal - 1:.0%} over"
+            )
+    return [
+        *lines,
+        "",
+        "README.md (Performance) says why each missed target is missed and what would close it.",
+        "",
+    ]
+
+
+def _steps(results: dict) -> list[str]:
+    """Where the time of each job's drain goes: seconds per step (Spark's phases, then the job's own, inside
+    ``spark.addBatch``), the median over the measured rounds."""
+    first = 0 if results["quick"] else 1
+    runs = [r for r in results["runs"] if r["label"] == "sluice" and r["round"] >= first and r.get("steps")]
+    jobs = sorted({r["job"] for r in runs})
+    if not jobs:
+        return []
+    by_job = {job: [r["steps"] for r in runs if r["job"] == job] for job in jobs}
+    names = sorted({name for steps in by_job.values() for one in steps for name in one})
+    lines = [
+        "## Where the jobs' time goes",
+        "",
+        "Seconds per step of draining the data set (median over the rounds); `spark.*` are Spark's phases of the",
+        "micro-batches, the others the job's own steps inside `spark.addBatch` (spark_jobs/micro_batch.py).",
+        "",
+        f"| step | {' | '.join(jobs)} |",
+        f"| --- |{' ---: |' * len(jobs)}",
+    ]
+    for name in names:
+        cells = []
+        for job in jobs:
+            values = [one[name] for one in by_job[job] if name in one]
+            cells.append(f"{statistics.median(values):.2f}" if values else "—")
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    return [*lines, ""]
