@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make demo     run Kafka + generator + the three Spark jobs locally (~2 min), then a summary"
-	@echo "make bench    the benchmark: Sluice against this machine's limits, as ratios (BENCH_ARGS=--quick: minutes)"
+	@echo "make bench    the benchmark: Sluice against this machine's limits, as ratios (BENCH_ARGS=--quick: ~10 min)"
 	@echo "make test     lint, then every tier below, plus unit, integration, demo and bench --quick (real Kafka, Spark)"
 	@echo "make test-k8s the operator against a real kube-apiserver + etcd + controller-manager"
 	@echo "make test-charts  render the Helm charts with helm; the API server validates them"
@@ -67,7 +67,7 @@ crd: venv
 demo: jars
 	$(BIN)/python -m sluice_local demo $(DEMO_ARGS)
 
-# The benchmark: ~40 min on 2 cores; writes bench/results/<UTC time>/report.md (python -m sluice_local bench --help).
+# The benchmark: ~65 min on 2 cores; writes bench/results/<UTC time>/report.md (python -m sluice_local bench --help).
 bench: jars
 	$(BIN)/python -m sluice_local bench $(BENCH_ARGS)
 
