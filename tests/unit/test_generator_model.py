@@ -23,6 +23,7 @@ from spark_jobs.generator.model import (
     MALFORMED_KINDS,
     EventFactory,
     GeneratorConfig,
+    _two_decimals,
     parse_timestamp,
 )
 from spark_jobs.generator.producer import run
@@ -157,6 +158,17 @@ def test_payload_has_exactly_the_four_fields_and_key_is_the_device_id():
         # Without --start-time the timestamp is "now", cut to the millisecond.
         assert payload["timestamp"] == "2024-05-06T07:08:09.123Z"
         assert headers_of(m)["sluice.seq"] == str(i).encode()
+
+
+def test_value_text_is_the_value_rounded_to_two_decimals_as_python_writes_it():
+    # The payload's value is written without round() and repr(): the text must be theirs exactly, ties included
+    # (x.xx5 is rarely exact in binary: the float nearest it, and its neighbours, round either way).
+    values = [10.0, 99.995, 99.999, 100.0, 200.0, 10.125, 10.375, 499.995, 500.0]
+    for cents in range(1000, 50_001, 3):
+        tie = cents / 100 + 0.005
+        values += [cents / 100, tie, math.nextafter(tie, 0.0), math.nextafter(tie, math.inf)]
+    for x in values:
+        assert _two_decimals(x) == repr(round(x, 2)), x
 
 
 def test_normal_events_carry_no_anomaly_header_and_anomalies_do():
