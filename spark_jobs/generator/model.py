@@ -148,8 +148,8 @@ def _epoch_us(moment: datetime) -> int:
 
 class _TimestampText:
     """:func:`format_timestamp` of a time in ms since the epoch, cheap for times in order: the text up to the second
-    and the text up to the minute are kept from the last call (so an event up to a minute late needs no new minute
-    text), and the milliseconds are looked up."""
+    and the text up to the minute are kept from the last call (a new second in the same minute makes only the
+    seconds again), and the milliseconds are looked up."""
 
     def __init__(self) -> None:
         self._minute: int | None = None
