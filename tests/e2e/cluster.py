@@ -98,13 +98,27 @@ class KindCluster:
         )
 
     def cni_pods(self) -> dict[str, str]:
-        """The default CNI's pods (sluice-cni on the node image built here) by node: phase and restart count."""
+        """The default CNI's pods (sluice-cni on the node image built here) by node: phase and restart count, and
+        after a restart how the container before it ended, with its last log lines."""
         pods = self.get("pods", "-l", "app.kubernetes.io/name=sluice-cni", namespace="kube-system")["items"]
-        return {
-            p["spec"]["nodeName"]: f"{p['status'].get('phase')}, "
-            f"{sum(c.get('restartCount', 0) for c in p['status'].get('containerStatuses', []))} restarts"
-            for p in pods
-        }
+        found = {}
+        for pod in pods:
+            statuses = pod["status"].get("containerStatuses", [])
+            restarts = sum(c.get("restartCount", 0) for c in statuses)
+            text = f"{pod['status'].get('phase')}, {restarts} restarts"
+            if restarts:
+                ended = [c.get("lastState", {}).get("terminated", {}) for c in statuses]
+                previous = self.kubectl(
+                    "logs",
+                    pod["metadata"]["name"],
+                    "--previous",
+                    "--tail=20",
+                    namespace="kube-system",
+                    check=False,
+                )
+                text += f" (before: {ended}; its log: {previous.stdout[-2000:]!r} {previous.stderr[-500:]!r})"
+            found[pod["spec"]["nodeName"]] = text
+        return found
 
     def pull_events(self) -> list[str]:
         """Every event in the cluster that says the kubelet pulled an image, tried to, or failed to."""

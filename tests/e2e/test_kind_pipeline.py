@@ -75,14 +75,16 @@ def test_kind_demo_prints_windowed_results_and_alerts(kind_cluster):
 
 @dataclass
 class Window:
-    """The source's valid events in one (group, window): the values of those on time, and of all of them."""
+    """The source's valid events in one (group, window): the values of those on time, and of those the generator
+    back-dated, in the order they were written (a device's events share one partition: they are keyed by it)."""
 
     on_time: list[float]
-    every: list[float]
+    late: list[float]
 
-    @property
-    def has_late(self) -> bool:
-        return len(self.on_time) != len(self.every)
+    def possible(self) -> list[list[float]]:
+        """Every set of values a job may have aggregated (see :func:`counted`): the on-time events and the first
+        ``k`` late ones, for each ``k``."""
+        return [self.on_time + self.late[:k] for k in range(len(self.late) + 1)]
 
 
 def ground_truth(source: Iterable, windowing: ref.Windowing) -> dict[tuple[str, int], Window]:
@@ -96,9 +98,7 @@ def ground_truth(source: Iterable, windowing: ref.Windowing) -> dict[tuple[str, 
         late = dict(message.headers() or []).get(LATE_HEADER) == b"true"
         for start in windowing.starts(event.time_us):
             window = windows.setdefault((event.device_id, start), Window([], []))
-            window.every.append(event.value)
-            if not late:
-                window.on_time.append(event.value)
+            (window.late if late else window.on_time).append(event.value)
     return windows
 
 
@@ -132,33 +132,32 @@ def settled_rows(topic: str, *, aggregation: str | None, windowing: ref.Windowin
     return rows, settled
 
 
-def counted(row: dict, window: Window) -> list[float] | None:
-    """The values a job aggregated into ``row``, when its count tells which: on-time events are never dropped, so
-    a count equal to theirs means no late event counted, and one equal to all means every late event did."""
-    if row["record_count"] == len(window.on_time):
-        return window.on_time
-    if row["record_count"] == len(window.every):
-        return window.every
-    return None  # some late events counted, others dropped: only the bounds below apply
+def counted(row: dict, window: Window) -> list[float]:
+    """The values a job aggregated into ``row``, told by its count. On-time events are never dropped. A late event
+    is dropped when the watermark in force for its micro-batch has reached the window's end (Spark's rule, which the
+    jobs keep); the watermark never moves back, and micro-batches take each partition's records in order, so once
+    one late event of a window is dropped, every later one is too. A device's events share one partition: the
+    late events counted are the first ``record_count - len(on_time)`` written."""
+    late = row["record_count"] - len(window.on_time)
+    assert 0 <= late <= len(window.late), (row, window)
+    return window.on_time + window.late[:late]
 
 
 def check_window_rows(
     rows: list[dict], truth: dict, *, settled: int, fields: dict[str, Callable[[list[float]], float | None]]
 ) -> int:
-    """Each emitted window counted every on-time event of the source and no more than all of them; where the count
-    tells which events it aggregated, each of ``fields`` equals that statistic computed from the source; every window
-    with on-time events that starts by ``settled`` was emitted. Returns how many windows were compared exactly."""
-    exact = 0
+    """Each emitted window counted every on-time event of the source and no more than all of them; each of
+    ``fields`` equals that statistic computed from the events it counted (:func:`counted`); every window with
+    on-time events that starts by ``settled`` was emitted. Returns how many rows aggregated late events."""
+    with_late = 0
     emitted = set()
     for row in rows:
         key = (row["device_id"], _start(row))
         emitted.add(key)
         window = truth.get(key)
         assert window is not None, f"window with no source event: {row}"
-        assert len(window.on_time) <= row["record_count"] <= len(window.every), (row, window)
         values = counted(row, window)
-        if values is None:
-            continue
+        with_late += len(values) > len(window.on_time)
         for field, statistic in fields.items():
             expected = statistic(values)
             if expected is None:  # a sample standard deviation of one value: JSON null
@@ -166,10 +165,9 @@ def check_window_rows(
             else:
                 close = math.isclose(row[field], expected, rel_tol=EXACT, abs_tol=EXACT)
                 assert close, (field, row, expected)
-        exact += 1
     missing = sorted(k for k, w in truth.items() if w.on_time and k[1] <= settled and k not in emitted)
     assert not missing, f"windows with on-time events never emitted: {missing[:10]}"
-    return exact
+    return with_late
 
 
 TUMBLING_FIELDS = {
@@ -259,15 +257,15 @@ def test_windowed_results_agree_with_the_generators_ground_truth(full):
     # Read after the results, the source holds every event of their windows.
     source = read_all(BOOTSTRAP, full.topic("source"), timeout=300)
 
-    exact = check_window_rows(
+    with_late = check_window_rows(
         tumbling_rows, ground_truth(source, tumbling), settled=tumbling_settled, fields=TUMBLING_FIELDS
     )
-    # Late events mostly arrive after their window closed and are dropped: most counts tell which events counted.
-    assert exact >= len(tumbling_rows) // 2, f"only {exact} of {len(tumbling_rows)} tumbling windows compared"
-    exact = check_window_rows(
+    with_late += check_window_rows(
         sliding_rows, ground_truth(source, sliding), settled=sliding_settled, fields=SLIDING_FIELDS
     )
-    assert exact >= len(sliding_rows) // 2, f"only {exact} of {len(sliding_rows)} sliding windows compared"
+    # The sample back-dates late events by up to a minute, past the 10 s watermark delay or not: some land in
+    # windows still open, and count.
+    assert with_late > 0, "no window counted a late event: the late-event path went unchecked"
     devices = {r["device_id"] for r in tumbling_rows}
     assert len(devices) == full.spec["generator"]["devices"], sorted(devices)
 
@@ -287,12 +285,9 @@ def test_alerts_agree_with_the_generators_ground_truth(full):
         key = (alert["device_id"], _start(alert))
         alerted.add(key)
         window = truth[key]
-        assert len(window.on_time) <= alert["record_count"] <= len(window.every), (alert, window)
         assert alert["threshold"] == threshold
         assert abs(alert["anomaly_score"]) > threshold, alert
         values = counted(alert, window)
-        if values is None:
-            continue
         verdict = ref.score_window(values, threshold=threshold, stddev_floor=floor)
         if verdict.margin < 1e-6:  # the last bit of rounding could decide
             continue
@@ -300,13 +295,13 @@ def test_alerts_agree_with_the_generators_ground_truth(full):
         assert math.isclose(alert["anomaly_score"], verdict.score, rel_tol=EXACT), (alert, verdict)
         assert (alert["min_value"], alert["max_value"]) == (min(values), max(values)), alert
         exact += 1
-    assert exact >= len(alerts) // 2, f"only {exact} of {len(alerts)} alerts compared"
+    # Only a score within rounding of the threshold is left out.
+    assert exact >= len(alerts) - len(alerts) // 100, f"only {exact} of {len(alerts)} alerts compared"
 
-    # Every settled window the z-score rule flags clearly, whether or not its late events counted, was alerted.
+    # Every settled window the z-score rule flags clearly, whichever of its late events counted, was alerted.
     def clearly_flagged(window: Window) -> bool:
         verdicts = [
-            ref.score_window(values, threshold=threshold, stddev_floor=floor)
-            for values in (window.on_time, window.every)
+            ref.score_window(values, threshold=threshold, stddev_floor=floor) for values in window.possible()
         ]
         return all(v.anomaly_type is not None and v.margin >= CLEAR_MARGIN for v in verdicts)
 
