@@ -16,7 +16,9 @@ _JAVA_OPTIONS = ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptio
 #: every micro-batch's queries: on micro-batches of a few thousand events it costs more than it saves (measured
 #: with the benchmark's latency scenario, three jobs on two cores at 1,000 events/s: window-output p50 10 s without
 #: it, 14-15 s with it).
-DEFAULT_CONF = {"spark.sql.adaptive.enabled": "false"}
+#: Spark's console progress bars are off: in a pod's log (or a file) they are lines of carriage returns, one per
+#: stage of every micro-batch.
+DEFAULT_CONF = {"spark.sql.adaptive.enabled": "false", "spark.ui.showConsoleProgress": "false"}
 
 
 def build_session(app_name: str, opts: CommonOptions) -> SparkSession:

@@ -1,6 +1,7 @@
 """The latency scenario: the three jobs running as they run in a pod (``python -m spark_jobs.<job>``, default
 triggers and watermarks, console off) while the generator sends a fixed rate of events stamped with the current
-time; then, from what is in Kafka:
+time; the measured time is cut into consecutive segments, each one of the figure's repeats (one disturbed
+minute shifts one repeat, not the figure); then, from what is in Kafka:
 
 * a window's latency runs from the moment it could close (when the event that moved the watermark past its end
   was produced: the first event, in produce order, with an event time at or after the end plus the watermark delay)
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import itertools
 import json
 import math
 import signal
@@ -94,9 +96,16 @@ def percentiles(values: Sequence[float]) -> dict:
 
 
 def window_latencies(
-    records, events: Sequence[SourceEvent], *, delay_s: float, aggregation: str | None, from_ms: int
+    records,
+    events: Sequence[SourceEvent],
+    *,
+    delay_s: float,
+    aggregation: str | None,
+    from_ms: int,
+    until_ms: int | None = None,
 ) -> list:
-    """The latency of every window record whose window could close at or after ``from_ms``."""
+    """The latency of every window record whose window could close at or after ``from_ms`` (and before
+    ``until_ms``)."""
     closes = CloseMoments(events)
     latencies = []
     for record in records:
@@ -104,13 +113,16 @@ def window_latencies(
         if aggregation is not None and body.get("aggregation") != aggregation:
             continue
         closed = closes.of(_ms(body["window_end"]), round(delay_s * 1000))
-        if closed is not None and closed >= from_ms:
+        if closed is not None and closed >= from_ms and (until_ms is None or closed < until_ms):
             latencies.append((record.timestamp()[1] - closed) / 1000)
     return latencies
 
 
-def alert_latencies(records, events: Sequence[SourceEvent], *, from_ms: int) -> list:
-    """The latency of every alert whose window's newest event was produced at or after ``from_ms``."""
+def alert_latencies(
+    records, events: Sequence[SourceEvent], *, from_ms: int, until_ms: int | None = None
+) -> list:
+    """The latency of every alert whose window's newest event was produced at or after ``from_ms`` (and before
+    ``until_ms``)."""
     by_device: dict[str, list[SourceEvent]] = {}
     for e in events:
         by_device.setdefault(e.device, []).append(e)
@@ -119,7 +131,7 @@ def alert_latencies(records, events: Sequence[SourceEvent], *, from_ms: int) -> 
         body = json.loads(record.value())
         start, end = _ms(body["window_start"]), _ms(body["window_end"])
         inside = [e.produced_ms for e in by_device.get(body["device_id"], []) if start <= e.event_ms < end]
-        if inside and max(inside) >= from_ms:
+        if inside and max(inside) >= from_ms and (until_ms is None or max(inside) < until_ms):
             latencies.append((record.timestamp()[1] - max(inside)) / 1000)
     return latencies
 
@@ -132,10 +144,11 @@ def run(
     warmup: float,
     rate: float,
     log,
+    segments: int = 1,
     job_args: Sequence[str] = (),
 ) -> dict:
     """Run the scenario: ``warmup`` seconds at ``rate`` events/s (the jobs' JVMs compile their code; not measured),
-    then ``seconds`` measured; the latencies by output, with their bounds."""
+    then ``segments`` times ``seconds`` measured; the latencies by output and segment, with their bounds."""
     suffix = str(int(time.time()))
     source = f"bench-latency-src-{suffix}"
     outputs = {job: f"bench-latency-{job}-{suffix}" for job in ("basic", "windowed", "anomaly")}
@@ -171,8 +184,10 @@ def run(
             )
         _await_started(work, list(outputs), children)
         log(
-            f"latency: the jobs are up; {warmup:g} s of warm-up, then {seconds:g} s measured, at {rate:g} events/s"
+            f"latency: the jobs are up; {warmup:g} s of warm-up, then {segments} x {seconds:g} s measured, "
+            f"at {rate:g} events/s"
         )
+        measured = segments * seconds
         command = [sys.executable, "-m", "spark_jobs.generator", "--bootstrap-servers", bootstrap]
         command += [
             "--topic",
@@ -180,12 +195,12 @@ def run(
             "--rate",
             str(rate),
             "--duration",
-            str(warmup + seconds),
+            str(warmup + measured),
             "--seed",
             "5",
         ]
         generator = subprocess.run(
-            command, capture_output=True, text=True, timeout=warmup + seconds + 120, check=True
+            command, capture_output=True, text=True, timeout=warmup + measured + 120, check=True
         )
         summary = json.loads(generator.stdout.strip().splitlines()[-1])
         # The last windows close one trigger (plus a micro-batch) after the last event that closes them.
@@ -201,10 +216,14 @@ def run(
             kill_group(child)
             child.wait()
     events = source_events(read_all(bootstrap, source, timeout=120))
-    from_ms = min(e.produced_ms for e in events) + round(warmup * 1000)
+    first_ms = min(e.produced_ms for e in events) + round(warmup * 1000)
+    # Segment i runs from cuts[i] to cuts[i + 1]; the last one to the end of the run.
+    cuts: list[int | None] = [first_ms + round(i * seconds * 1000) for i in range(segments)]
+    cuts.append(None)
     results: dict = {
         "rate": rate,
         "seconds": seconds,
+        "segments": segments,
         "warmup_seconds": warmup,
         "produced": summary["produced"],
     }
@@ -212,19 +231,22 @@ def run(
     for name, (window_s, delay_s) in OUTPUTS.items():
         job, aggregation = name.split("/")
         records = read_all(bootstrap, outputs[job], timeout=60)
-        if job == "anomaly":
-            values = alert_latencies(records, events, from_ms=from_ms)
-            bound = None
-        else:
-            values = window_latencies(
-                records,
-                events,
-                delay_s=delay_s,
-                aggregation=aggregation if job == "windowed" else None,
-                from_ms=from_ms,
-            )
-            bound = window_s + delay_s + 2 * TRIGGER_S
-        results["outputs"][name] = {**percentiles(values), "bound_seconds": bound}
+        bound = None if job == "anomaly" else window_s + delay_s + 2 * TRIGGER_S
+        parts = []
+        for from_ms, until_ms in itertools.pairwise(cuts):
+            if job == "anomaly":
+                values = alert_latencies(records, events, from_ms=from_ms, until_ms=until_ms)
+            else:
+                values = window_latencies(
+                    records,
+                    events,
+                    delay_s=delay_s,
+                    aggregation=aggregation if job == "windowed" else None,
+                    from_ms=from_ms,
+                    until_ms=until_ms,
+                )
+            parts.append(percentiles(values))
+        results["outputs"][name] = {"segments": parts, "bound_seconds": bound}
     return results
 
 

@@ -98,6 +98,7 @@ def render(results: dict, figures: list[Figure]) -> str:
         f"pyspark {m['pyspark']}, {m['java']}, {m['kafka']}, confluent-kafka {m['confluent_kafka']}, Quix Streams "
         f"{m['quixstreams']}. Baseline: the jobs of commit {results['baseline_commit'][:12]}.",
         "",
+        *_busy(m),
         table(figures),
         "",
         *_targets(figures),
@@ -130,6 +131,21 @@ def _settings(conf: dict) -> dict:
         else:
             shown[key] = value
     return shown
+
+
+#: A 1-minute load average above this share of the cores when the run starts means something else was running.
+BUSY_LOAD_SHARE = 0.5
+
+
+def _busy(m: dict) -> list[str]:
+    """A warning when the machine was busy as the run started: every figure shares its cores with that work."""
+    if m["load_before"][0] <= BUSY_LOAD_SHARE * m["cores"]:
+        return []
+    return [
+        f"**The machine was busy when the run started** (load {m['load_before'][0]:.2f} on {m['cores']} cores): "
+        "the figures shared the cores with other work; compare them with a run on a quiet machine.",
+        "",
+    ]
 
 
 def _targets(figures: Sequence[Figure]) -> list[str]:

@@ -42,3 +42,24 @@ def test_the_report_says_by_how_much_a_target_is_missed():
     assert "- lat p99: 36.0 s, target ≤ 30 s: missed, 20% over" in text
     assert "- c ÷ d: 3.10 ×, target ≥ 3: met" in text
     assert "`spark.sql.session.timeZone` = `UTC`" in text and "spark.jars" not in text
+
+
+def test_the_report_warns_when_the_machine_was_busy_as_the_run_started():
+    results = {
+        "machine": {
+            "cores": 2, "processor": "cpu", "load_before": [2.51], "load_after": [8.0], "steal_share": 0.0,
+            "python": "3.11", "pyspark": "4.2.0", "java": "17", "kafka": "4.1.1", "confluent_kafka": "2.16.1",
+            "quixstreams": "3.28.1",
+        },
+        "plan": {"events": 1000, "repeats": 3},
+        "quick": False,
+        "seconds": 60,
+        "baseline_commit": "64b1be45f28f6a1af53638f95ef97d145251be43",
+        "checks": [],
+        "runs": [],
+        "spark_conf": {},
+    }  # fmt: skip
+    figures = [Figure("c ÷ d", "ratio", [3.1], target="≥ 3", passed=True)]
+    assert "The machine was busy when the run started** (load 2.51 on 2 cores)" in render(results, figures)
+    results["machine"]["load_before"] = [1.0]  # half the cores: quiet enough
+    assert "busy" not in render(results, figures)
