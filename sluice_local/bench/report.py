@@ -90,7 +90,7 @@ def render(results: dict, figures: list[Figure]) -> str:
         "# Sluice benchmark",
         "",
         f"Data set: {plan['events']:,} events (1 % malformed), {plan['repeats']} measured round(s) after a warm-up "
-        f"round{' (quick mode: no warm-up round)' if results['quick'] else ''}; each figure's min / median / max "
+        f"round{' (quick mode: no warm-up round, the JVMs with the first compiler only; no figure here is a timing to compare)' if results['quick'] else ''}; each figure's min / median / max "
         f"over the rounds. Took {results['seconds'] / 60:.1f} min.",
         "",
         f"Machine: {m['cores']} cores ({m['processor']}); load {m['load_before'][0]:.2f} before, "
