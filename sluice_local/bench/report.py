@@ -86,12 +86,17 @@ def table(figures: Sequence[Figure]) -> str:
 
 def render(results: dict, figures: list[Figure]) -> str:
     m, plan = results["machine"], results["plan"]
+    quick = (
+        " (quick mode: no warm-up round, the JVMs with the first compiler only; no figure here is a timing to "
+        "compare)"
+        if results["quick"]
+        else ""
+    )
     lines = [
         "# Sluice benchmark",
         "",
         f"Data set: {plan['events']:,} events (1 % malformed), {plan['repeats']} measured round(s) after a warm-up "
-        f"round{' (quick mode: no warm-up round, the JVMs with the first compiler only; no figure here is a timing to compare)' if results['quick'] else ''}; each figure's min / median / max "
-        f"over the rounds. Took {results['seconds'] / 60:.1f} min.",
+        f"round{quick}; each figure's min / median / max over the rounds. Took {results['seconds'] / 60:.1f} min.",
         "",
         f"Machine: {m['cores']} cores ({m['processor']}); load {m['load_before'][0]:.2f} before, "
         f"{m['load_after'][0]:.2f} after; CPU steal {m['steal_share']:.1%} over the run. Python {m['python']}, "
