@@ -213,7 +213,7 @@ def test_spark_chart_master_and_worker_run_on_the_image(images, render):
             try:
                 cluster = json.loads(body)
             except ValueError:
-                # Seen once in CI: while the master's Jetty starts its contexts, /json/ can answer with the HTML page.
+                # Seen once in CI, seconds after the master started: /json/ answered with the HTML page.
                 return None
             return cluster if [w["state"] for w in cluster["workers"]] == ["ALIVE"] else None
 
