@@ -16,7 +16,8 @@ pytestmark = pytest.mark.k8s
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "k8s" / "crd" / "streamingpipelines.streaming.sluice.dev.yaml"
-SAMPLES = sorted((ROOT / "k8s" / "samples").glob("*.yaml"))
+#: The samples, and the pipeline `make kind-demo` applies by default.
+SAMPLES = [*sorted((ROOT / "k8s" / "samples").glob("*.yaml")), ROOT / "k8s" / "kind-pipeline.yaml"]
 
 BASE = {
     "apiVersion": "streaming.sluice.dev/v1alpha1",
