@@ -17,7 +17,7 @@
 # tools/coredns pins another version than kubeadm names. The Dockerfiles are in images/node-components/.
 #
 # Cached by version under ${SLUICE_CACHE_DIR:-~/.cache/sluice}: kube-node/<k8s version>, etcd-node/<version>,
-# coredns/<version>, local-path-provisioner/<version>, cri-tools/<version>, pause/<version>-<source hash> (binaries), node-images/
+# coredns/<version>-<source hash>, local-path-provisioner/<version>, cri-tools/<version>, pause/<version>-<source hash> (binaries), node-images/
 # <k8s version>/images-<hash>.tar. Each image carries the label dev.sluice.inputs (a hash of its Dockerfile, of
 # every file of its build context and of its base image) and is rebuilt only when that changes; the tarball is
 # rewritten only when an image changed. A warm run rebuilds nothing and takes a few seconds. A cold run takes
@@ -91,7 +91,9 @@ kubectl=$(kube_path kubectl)
 # --- the node's own Go binaries ----------------------------------------------------------------------------------
 node_dir=$cache_root/kube-node/$kube_version
 etcd_dir=$cache_root/etcd-node/$etcd_version
-coredns_dir=$cache_root/coredns/$coredns_version
+# CoreDNS is built from our own main (its plugin set): keyed by its sources too.
+coredns_sources=$(cat "$coredns_module/go.mod" "$coredns_module/go.sum" "$coredns_module/main.go" | hash_text)
+coredns_dir=$cache_root/coredns/$coredns_version-$coredns_sources
 provisioner_dir=$cache_root/local-path-provisioner/$provisioner_version
 crictl_dir=$cache_root/cri-tools/$crictl_version
 # pause is our own program: its cache is keyed by its sources; its version is the tag kubeadm asks for.
@@ -142,7 +144,7 @@ build_etcd() {
   # go names a binary whose package path ends in a major version (/v3) after the element before it.
   mv "$tmp/bin/server" "$tmp/bin/etcd"
 }
-build_coredns() { go_build "$coredns_module" "$tmp/bin" "-s -w" github.com/coredns/coredns; }
+build_coredns() { go_build "$coredns_module" "$tmp/bin" "-s -w" .; }
 build_provisioner() {
   # Its release build stamps the git tag as main.VERSION (scripts/build in its repository).
   go_build "$provisioner_module" "$tmp/bin" "-s -w -X main.VERSION=$provisioner_version" \
