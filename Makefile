@@ -10,12 +10,13 @@ BENCH_ARGS ?=
 PYTEST_ARGS ?=
 
 .PHONY: help tools venv jars kube-bins deploy-tools images kind-node crd demo bench test test-unit test-integration test-bench test-k8s \
-	test-charts test-images test-e2e kind-up kind-demo kind-down lint format clean
+	test-charts test-images test-e2e test-setup setup-go-lane setup-docker-lane kind-up kind-demo kind-down lint format clean
 
 help:
 	@echo "make demo     run Kafka + generator + the three Spark jobs locally (~2 min), then a summary"
-	@echo "make bench    the benchmark: Sluice against this machine's limits, as ratios (BENCH_ARGS=--quick: ~10 min)"
-	@echo "make test     lint, then every tier below, plus unit, integration, demo and bench --quick (real Kafka, Spark)"
+	@echo "make bench    the benchmark: Sluice against this machine's limits, as ratios (BENCH_ARGS=--quick: ~9 min)"
+	@echo "make test     lint, then every tier below, plus unit, integration, demo and bench --quick (real Kafka, Spark),"
+	@echo "             as two pytest processes at once (scripts/pytest-lanes.sh)"
 	@echo "make test-k8s the operator against a real kube-apiserver + etcd + controller-manager"
 	@echo "make test-charts  render the Helm charts with helm; the API server validates them"
 	@echo "make test-images  build the container images (Docker engine started if needed) and run them"
@@ -85,8 +86,20 @@ format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint jars kube-bins deploy-tools images kind-node
-	$(BIN)/pytest $(PYTEST_ARGS)
+# Everything every tier needs, in two lanes at once: the Go builds (CPU-bound) beside the Docker image builds
+# (mostly disk and network). Each lane runs its steps in order: the two Docker steps share the engine and apt.
+test-setup: lint jars
+	@$(MAKE) --no-print-directory -j2 setup-go-lane setup-docker-lane
+
+setup-go-lane:
+	@$(MAKE) --no-print-directory -j1 kube-bins deploy-tools
+
+setup-docker-lane: jars
+	@$(MAKE) --no-print-directory -j1 images kind-node
+
+# Every tier, in two pytest processes at once (scripts/pytest-lanes.sh: charts, k8s and unit beside the rest).
+test: test-setup
+	bash scripts/pytest-lanes.sh $(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: jars
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)

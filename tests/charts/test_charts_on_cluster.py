@@ -119,7 +119,9 @@ def _rendered(render, chart: str, values: dict, namespace: str) -> list[dict]:
 @pytest.mark.parametrize(("chart", "values"), CASES, ids=CASE_IDS)
 def test_kubernetes_accepts_every_rendered_object(render, control_plane, namespace, tmp_path, chart, values):
     """Server-side dry-run with strict field validation: the API server checks every object against its schema
-    (a misspelt or misplaced field fails) without creating it."""
+    (a misspelt or misplaced field fails) without creating it. Cluster-scoped objects (the operator's ClusterRole
+    and its binding) may already exist, made by another tier's tests on the same control plane: a field another
+    manager owns is not a schema error, so the dry-run takes over such fields (--force-conflicts)."""
     objects = _rendered(render, chart, values, namespace)
     manifest = tmp_path / "rendered.yaml"
     manifest.write_text(yaml.safe_dump_all(objects))
@@ -129,6 +131,7 @@ def test_kubernetes_accepts_every_rendered_object(render, control_plane, namespa
         "--validate=strict",
         "--server-side",
         "--field-manager=chart-test",
+        "--force-conflicts",
         f"--namespace={namespace}",
         f"--filename={manifest}",
         check=False,
