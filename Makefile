@@ -10,7 +10,7 @@ BENCH_ARGS ?=
 PYTEST_ARGS ?=
 
 .PHONY: help tools venv jars kube-bins deploy-tools images kind-node crd demo bench test test-unit test-integration test-bench test-k8s \
-	test-charts test-images test-e2e test-setup setup-go-lane setup-docker-lane kind-up kind-demo kind-down lint format clean
+	test-charts test-images test-e2e kind-up kind-demo kind-down lint format clean
 
 help:
 	@echo "make demo     run Kafka + generator + the three Spark jobs locally (~2 min), then a summary"
@@ -86,19 +86,8 @@ format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Everything every tier needs, in two lanes at once: the Go builds (CPU-bound) beside the Docker image builds
-# (mostly disk and network). Each lane runs its steps in order: the two Docker steps share the engine and apt.
-test-setup: lint jars
-	@$(MAKE) --no-print-directory -j2 setup-go-lane setup-docker-lane
-
-setup-go-lane:
-	@$(MAKE) --no-print-directory -j1 kube-bins deploy-tools
-
-setup-docker-lane: jars
-	@$(MAKE) --no-print-directory -j1 images kind-node
-
 # Every tier, in two pytest processes at once (scripts/pytest-lanes.sh: charts, k8s and unit beside the rest).
-test: test-setup
+test: lint jars kube-bins deploy-tools images kind-node
 	bash scripts/pytest-lanes.sh $(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: jars
