@@ -86,7 +86,7 @@ format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Every tier, in two pytest processes at once (scripts/pytest-lanes.sh: charts, k8s and unit beside the rest).
+# Every tier, in two pytest processes at once (scripts/pytest-lanes.sh: charts, k8s, unit and bench beside the rest).
 test: lint jars kube-bins deploy-tools images kind-node
 	bash scripts/pytest-lanes.sh $(BIN)/pytest $(PYTEST_ARGS)
 

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # `make test`'s pytest run: every tier, as two pytest processes at once.
 #
-#   light lane: tests/charts tests/k8s tests/unit — pure code, and a control plane that mostly waits (the operator's
-#               reconcile passes, the API server's answers)
-#   heavy lane: tests/bench tests/integration tests/images tests/e2e, in that order — Spark, Kafka, Docker and kind,
-#               which keep the cores busy
+#   lane 1: tests/charts tests/k8s tests/unit, then tests/bench — pure code and a control plane that mostly waits
+#           (the operator's reconcile passes, the API server's answers), then the quick benchmark (one program, about
+#           a third of all the pytest time), which runs beside the end of lane 2
+#   lane 2: tests/integration tests/images tests/e2e, in that order — Spark, Kafka, Docker and kind; its e2e tier
+#           spends much of its time waiting on pods and windows, which the benchmark's drains fill
 #
 # Each process starts the session fixtures its tiers use (a Kafka broker, a Spark session, a control plane: each on
-# its own free ports and temp dirs). The heavy lane's output streams; the light lane's is printed once both have
-# ended. The exit status is non-zero when either process fails, so a failed test in either lane fails the run.
+# its own free ports and temp dirs). Lane 2's output streams; lane 1's is printed once both have ended. The exit status is non-zero when either process fails, so a failed test in either lane fails the run.
 #
 # Usage: scripts/pytest-lanes.sh PYTEST [PYTEST_ARGS...]   (the arguments go to both processes; select tests with
 #        the per-tier targets, `make test-unit` and so on, or with pytest itself)
@@ -21,32 +21,32 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 }
 pytest=$1
 shift
-light=(tests/charts tests/k8s tests/unit)
-heavy=(tests/bench tests/integration tests/images tests/e2e)
+lane1=(tests/charts tests/k8s tests/unit tests/bench)
+lane2=(tests/integration tests/images tests/e2e)
 # A new tier must be given a lane, not skipped unnoticed.
 for dir in tests/*/; do
   dir=${dir%/}
-  case " ${light[*]} ${heavy[*]} " in *" $dir "*) continue ;; esac
+  case " ${lane1[*]} ${lane2[*]} " in *" $dir "*) continue ;; esac
   if compgen -G "$dir/test_*.py" >/dev/null; then
-    echo "pytest-lanes: error: $dir holds tests but is in neither lane; add it to light or heavy in $0" >&2
+    echo "pytest-lanes: error: $dir holds tests but is in neither lane; add it to lane1 or lane2 in $0" >&2
     exit 2
   fi
 done
 
-light_log=$(mktemp "${TMPDIR:-/tmp}/sluice-pytest-light.XXXXXX")
-"$pytest" "$@" "${light[@]}" >"$light_log" 2>&1 </dev/null &
-light_pid=$!
-# An interrupted run stops the light lane too (the heavy one gets the terminal's signal itself).
-trap 'kill "$light_pid" 2>/dev/null || true; rm -f "$light_log"' EXIT
+lane1_log=$(mktemp "${TMPDIR:-/tmp}/sluice-pytest-lane1.XXXXXX")
+"$pytest" "$@" "${lane1[@]}" >"$lane1_log" 2>&1 </dev/null &
+lane1_pid=$!
+# An interrupted run stops lane 1 too (lane 2 gets the terminal's signal itself).
+trap 'kill "$lane1_pid" 2>/dev/null || true; rm -f "$lane1_log"' EXIT
 
-echo "pytest-lanes: ${light[*]} run beside this output (pid $light_pid); their report follows it"
-heavy_status=0
-"$pytest" "$@" "${heavy[@]}" || heavy_status=$?
-light_status=0
-wait "$light_pid" || light_status=$?
+echo "pytest-lanes: ${lane1[*]} run beside this output (pid $lane1_pid); their report follows it"
+lane2_status=0
+"$pytest" "$@" "${lane2[@]}" || lane2_status=$?
+lane1_status=0
+wait "$lane1_pid" || lane1_status=$?
 
 echo
-echo "===== pytest-lanes: ${light[*]} (ran beside the tiers above): exit status $light_status ====="
-cat "$light_log"
-echo "===== pytest-lanes: ${heavy[*]}: exit status $heavy_status; ${light[*]}: exit status $light_status ====="
-[ "$heavy_status" -eq 0 ] && [ "$light_status" -eq 0 ]
+echo "===== pytest-lanes: ${lane1[*]} (ran beside the tiers above): exit status $lane1_status ====="
+cat "$lane1_log"
+echo "===== pytest-lanes: ${lane2[*]}: exit status $lane2_status; ${lane1[*]}: exit status $lane1_status ====="
+[ "$lane2_status" -eq 0 ] && [ "$lane1_status" -eq 0 ]
