@@ -3,8 +3,8 @@
 # modules, version-stamped as their own release builds are. No registry ships these binaries here. Cached per
 # machine:
 #
-#   ${SLUICE_CACHE_DIR:-~/.cache/sluice}/helm/<helm version>/bin/helm
-#   ${SLUICE_CACHE_DIR:-~/.cache/sluice}/kind/<kind version>/bin/kind
+#   ${SLUICE_CACHE_DIR:-~/.cache/sluice}/helm/<helm version>-<hash of go.mod and go.sum>/bin/helm
+#   ${SLUICE_CACHE_DIR:-~/.cache/sluice}/kind/<kind version>-<hash>/bin/kind
 #
 # Idempotent: binaries that exist and report the pinned version are kept (a re-run takes under a second).
 # A cold build takes about a minute (helm) and a few seconds (kind).
@@ -38,8 +38,8 @@ client_go=$(module_version "$helm_module/go.mod" k8s.io/client-go)
 k8s_major=1
 k8s_minor=${client_go#v0.}
 k8s_minor=${k8s_minor%%.*}
-helm_dir=$cache_root/helm/$helm_version
-kind_dir=$cache_root/kind/$kind_version
+helm_dir=$cache_root/helm/$(module_key "$helm_module" "$helm_version")
+kind_dir=$cache_root/kind/$(module_key "$kind_module" "$kind_version")
 
 helm_ok() {
   prints_line "$helm_version" "$1/bin/helm" version --template '{{.Version}}'

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Build the control plane Sluice's k8s tests run against: kube-apiserver, kube-controller-manager and kubectl
-# from the Go module in tools/kube, and etcd + etcdctl from tools/etcd. No registry ships these binaries here,
+# from the Go module in tools/kube, and etcd + etcdctl from tools/etcd (the etcd kubeadm runs, also the kind node's:
+# scripts/build-node-components.sh takes these binaries from here). No registry ships these binaries here,
 # so they are compiled (with CGO off, version-stamped) from the Go module proxy's sources, pinned by the
-# modules' go.mod/go.sum. They go into a per-machine cache:
+# modules' go.mod/go.sum. They go into a per-machine cache, keyed by version and by a hash of go.mod and go.sum:
 #
-#   ${SLUICE_CACHE_DIR:-~/.cache/sluice}/kube/<kubernetes version>/bin/{kube-apiserver,kube-controller-manager,kubectl}
-#   ${SLUICE_CACHE_DIR:-~/.cache/sluice}/etcd/<etcd version>/bin/{etcd,etcdctl}
+#   ${SLUICE_CACHE_DIR:-~/.cache/sluice}/kube/<kubernetes version>-<hash>/bin/{kube-apiserver,kube-controller-manager,kubectl}
+#   ${SLUICE_CACHE_DIR:-~/.cache/sluice}/etcd/<etcd version>-<hash>/bin/{etcd,etcdctl}
 #
 # Idempotent: binaries that exist and report the pinned version are kept (a re-run takes under a second).
 # Concurrent runs take turns on a lock; each build writes into a temp dir that is renamed into place only when
@@ -33,8 +34,8 @@ kube_version=$(module_version "$kube_module/go.mod" k8s.io/kubernetes)
 etcd_version=$(module_version "$etcd_module/go.mod" go.etcd.io/etcd/server/v3)
 [ -n "$kube_version" ] || die "no k8s.io/kubernetes requirement in $kube_module/go.mod"
 [ -n "$etcd_version" ] || die "no go.etcd.io/etcd/server/v3 requirement in $etcd_module/go.mod"
-kube_dir=$cache_root/kube/$kube_version
-etcd_dir=$cache_root/etcd/$etcd_version
+kube_dir=$cache_root/kube/$(module_key "$kube_module" "$kube_version")
+etcd_dir=$cache_root/etcd/$(module_key "$etcd_module" "$etcd_version")
 kube_binaries=(kube-apiserver kube-controller-manager kubectl)
 etcd_binaries=(etcd etcdctl)
 

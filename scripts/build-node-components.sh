@@ -3,22 +3,23 @@
 # registries alone (no container registry): the node-image builder takes them from here.
 #
 #   binaries  kubeadm, kubelet, kube-scheduler, kube-proxy from tools/kube (version-stamped like build-kube.sh),
-#             plus kube-apiserver, kube-controller-manager and kubectl from scripts/build-kube.sh, and crictl
+#             plus kube-apiserver, kube-controller-manager, kubectl, etcd and etcdctl from scripts/build-kube.sh
+#             (the test control plane's own, so built once), and crictl
 #             (tools/cri-tools, the release that goes with the Kubernetes minor version)
 #   images    tagged exactly as `kubeadm config images list --kubernetes-version <version>` names them:
 #             kube-apiserver, kube-controller-manager, kube-scheduler (FROM scratch), kube-proxy (Debian base with
-#             iptables, nftables, ipset, conntrack, kmod, iproute2), etcd (tools/etcd-node), coredns (tools/coredns)
+#             iptables, nftables, ipset, conntrack, kmod, iproute2), etcd (tools/etcd), coredns (tools/coredns)
 #             and pause (images/node-components/pause); plus the default StorageClass's provisioner
 #             sluice/local-path-provisioner:<version> (tools/local-path-provisioner) and its helper
 #             sluice/local-path-helper:<busybox version> (Debian's busybox-static)
 #   tarball   one `docker save` of all of those images, for `ctr -n k8s.io images import`
 #
-# The image versions come from the built kubeadm; the script fails, saying what to bump, if tools/etcd-node or
+# The image versions come from the built kubeadm; the script fails, saying what to bump, if tools/etcd or
 # tools/coredns pins another version than kubeadm names. The Dockerfiles are in images/node-components/.
 #
-# Cached by version under ${SLUICE_CACHE_DIR:-~/.cache/sluice}: kube-node/<k8s version>, etcd-node/<version>,
-# coredns/<version>-<source hash>, local-path-provisioner/<version>, cri-tools/<version>, pause/<version>-<source hash> (binaries), node-images/
-# <k8s version>/images-<hash>.tar. Each image carries the label dev.sluice.inputs (a hash of its Dockerfile, of
+# Cached under ${SLUICE_CACHE_DIR:-~/.cache/sluice}, by version and a hash of the module's go.mod and go.sum (and of
+# main.go where the main package is ours): kube-node/, coredns/, local-path-provisioner/, cri-tools/, pause/
+# (binaries), node-images/<k8s version>/images-<hash>.tar. Each image carries the label dev.sluice.inputs (a hash of its Dockerfile, of
 # every file of its build context and of its base image) and is rebuilt only when that changes; the tarball is
 # rewritten only when an image changed. A warm run rebuilds nothing and takes a few seconds. A cold run takes
 # several minutes (Go builds, the Debian base, apt inside two docker builds).
@@ -32,7 +33,7 @@ set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 kube_module=$repo_root/tools/kube
-etcd_module=$repo_root/tools/etcd-node
+etcd_module=$repo_root/tools/etcd
 coredns_module=$repo_root/tools/coredns
 provisioner_module=$repo_root/tools/local-path-provisioner
 crictl_module=$repo_root/tools/cri-tools
@@ -87,15 +88,16 @@ kube_path() {
 apiserver=$(kube_path kube-apiserver)
 controller_manager=$(kube_path kube-controller-manager)
 kubectl=$(kube_path kubectl)
+etcd=$(kube_path etcd)
+etcdctl=$(kube_path etcdctl)
 
 # --- the node's own Go binaries ----------------------------------------------------------------------------------
-node_dir=$cache_root/kube-node/$kube_version
-etcd_dir=$cache_root/etcd-node/$etcd_version
+node_dir=$cache_root/kube-node/$(module_key "$kube_module" "$kube_version")
 # CoreDNS is built from our own main (its plugin set): keyed by its sources too.
 coredns_sources=$(cat "$coredns_module/go.mod" "$coredns_module/go.sum" "$coredns_module/main.go" | hash_text)
 coredns_dir=$cache_root/coredns/$coredns_version-$coredns_sources
-provisioner_dir=$cache_root/local-path-provisioner/$provisioner_version
-crictl_dir=$cache_root/cri-tools/$crictl_version
+provisioner_dir=$cache_root/local-path-provisioner/$(module_key "$provisioner_module" "$provisioner_version")
+crictl_dir=$cache_root/cri-tools/$(module_key "$crictl_module" "$crictl_version")
 # pause is our own program: its cache is keyed by its sources; its version is the tag kubeadm asks for.
 pause_sources=$(cat "$pause_module/go.mod" "$pause_module/main.go" | hash_text)
 
@@ -105,10 +107,6 @@ node_ok() {
     prints_line "Kubernetes $kube_version" "$bin/kubelet" --version &&
     prints_line "Kubernetes $kube_version" "$bin/kube-scheduler" --version &&
     prints_line "Kubernetes $kube_version" "$bin/kube-proxy" --version
-}
-etcd_ok() {
-  prints_line "etcd Version: ${etcd_version#v}" "$1/bin/etcd" --version &&
-    prints_line "etcdctl version: ${etcd_version#v}" "$1/bin/etcdctl" version
 }
 coredns_ok() { prints_line "CoreDNS-${coredns_version#v}" "$1/bin/coredns" -version; }
 provisioner_ok() {
@@ -138,12 +136,6 @@ build_node() {
   go_build "$kube_module" "$tmp/bin" "$ldflags" k8s.io/kubernetes/cmd/kubeadm k8s.io/kubernetes/cmd/kubelet \
     k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-proxy
 }
-build_etcd() {
-  # etcd's version is a constant in its sources; nothing to stamp.
-  go_build "$etcd_module" "$tmp/bin" "-s -w" go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3
-  # go names a binary whose package path ends in a major version (/v3) after the element before it.
-  mv "$tmp/bin/server" "$tmp/bin/etcd"
-}
 build_coredns() { go_build "$coredns_module" "$tmp/bin" "-s -w" .; }
 build_provisioner() {
   # Its release build stamps the git tag as main.VERSION (scripts/build in its repository).
@@ -157,7 +149,7 @@ build_crictl() {
 }
 build_pause() { go_build "$pause_module" "$tmp/bin" "-s -w -X main.version=$pause_version" .; }
 
-take_build_lock build-node-components kube-node etcd-node coredns local-path-provisioner cri-tools pause node-images
+take_build_lock build-node-components kube-node coredns local-path-provisioner cri-tools pause node-images
 
 build_if_needed "kubeadm, kubelet, kube-scheduler and kube-proxy $kube_version" "$node_dir" node_ok build_node
 kubeadm=$node_dir/bin/kubeadm
@@ -187,8 +179,8 @@ etcd_tag=$(kubeadm_tag etcd)
 coredns_tag=$(kubeadm_tag coredns)
 pause_version=$(kubeadm_tag pause)
 [ "v${etcd_tag%-*}" = "$etcd_version" ] ||
-  die "kubeadm $kube_version runs etcd $etcd_tag but tools/etcd-node pins $etcd_version: set go.etcd.io/etcd/server/v3 \
-and go.etcd.io/etcd/etcdctl/v3 to v${etcd_tag%-*} in tools/etcd-node/go.mod, then run 'GOWORK=off GOFLAGS= go mod tidy' there"
+  die "kubeadm $kube_version runs etcd $etcd_tag but tools/etcd pins $etcd_version: set go.etcd.io/etcd/server/v3 \
+and go.etcd.io/etcd/etcdctl/v3 to v${etcd_tag%-*} in tools/etcd/go.mod, then run 'GOWORK=off GOFLAGS= go mod tidy' there"
 [ "$coredns_tag" = "$coredns_version" ] ||
   die "kubeadm $kube_version runs CoreDNS $coredns_tag but tools/coredns pins $coredns_version: set \
 github.com/coredns/coredns to $coredns_tag in tools/coredns/go.mod, then run 'GOWORK=off GOFLAGS= go mod tidy' there"
@@ -197,7 +189,6 @@ for name in kube-apiserver kube-controller-manager kube-scheduler kube-proxy; do
 done
 pause_dir=$cache_root/pause/$pause_version-$pause_sources
 
-build_if_needed "etcd and etcdctl $etcd_version" "$etcd_dir" etcd_ok build_etcd
 build_if_needed "CoreDNS $coredns_version" "$coredns_dir" coredns_ok build_coredns
 build_if_needed "local-path-provisioner $provisioner_version" "$provisioner_dir" provisioner_ok build_provisioner
 build_if_needed "crictl $crictl_version" "$crictl_dir" crictl_ok build_crictl
@@ -295,8 +286,8 @@ add "$components/kube-proxy/iptables-wrapper" iptables-wrapper
 build_image "$(registry_image kube-proxy)" "$base"
 
 new_context etcd scratch
-add "$etcd_dir/bin/etcd" rootfs/usr/local/bin/etcd
-add "$etcd_dir/bin/etcdctl" rootfs/usr/local/bin/etcdctl
+add "$etcd" rootfs/usr/local/bin/etcd
+add "$etcdctl" rootfs/usr/local/bin/etcdctl
 build_image "$(registry_image etcd)"
 
 new_context coredns scratch

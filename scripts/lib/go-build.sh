@@ -15,6 +15,13 @@ module_version() {
   awk -v module="$2" '{ sub(/^require[ \t]+/, "") } $1 == module { print $2; exit }' "$1"
 }
 
+# module_key MODULE_DIR VERSION: the cache directory name of a build from MODULE_DIR: VERSION, then a hash of the
+# module's go.mod and go.sum, so that a changed dependency (tests/unit/test_go_tools.py keeps the tools' shared
+# dependencies at one version) rebuilds instead of keeping a binary built from the old ones.
+module_key() {
+  echo "$2-$(cat "$1/go.mod" "$1/go.sum" | sha256sum | cut -c1-12)"
+}
+
 # Whether COMMAND... runs and prints LINE as one of its lines. The output is read whole before matching: with
 # `cmd | grep -q` under pipefail, grep's early exit can kill cmd with SIGPIPE and fail the check at random.
 prints_line() {
