@@ -5,7 +5,7 @@
 # so they are compiled (with CGO off, version-stamped) from the Go module proxy's sources, pinned by the
 # modules' go.mod/go.sum. They go into a per-machine cache, keyed by version and by a hash of go.mod and go.sum:
 #
-#   ${SLUICE_CACHE_DIR:-~/.cache/sluice}/kube/<kubernetes version>-<hash>/bin/{kube-apiserver,kube-controller-manager,kubectl}
+#   ${SLUICE_CACHE_DIR:-~/.cache/sluice}/kube/<version>-<hash>/bin/{kube-apiserver,kube-controller-manager,kubectl}
 #   ${SLUICE_CACHE_DIR:-~/.cache/sluice}/etcd/<etcd version>-<hash>/bin/{etcd,etcdctl}
 #
 # Idempotent: binaries that exist and report the pinned version are kept (a re-run takes under a second).

@@ -19,16 +19,16 @@
 #
 # Cached under ${SLUICE_CACHE_DIR:-~/.cache/sluice}, by version and a hash of the module's go.mod and go.sum (and of
 # main.go where the main package is ours): kube-node/, coredns/, local-path-provisioner/, cri-tools/, pause/
-# (binaries), node-images/<k8s version>/images-<hash>.tar. Each image carries the label dev.sluice.inputs (a hash of its Dockerfile, of
-# every file of its build context and of its base image) and is rebuilt only when that changes; the tarball is
-# rewritten only when an image changed. A warm run rebuilds nothing and takes a few seconds. A cold run takes
-# several minutes (Go builds, the Debian base, apt inside two docker builds).
+# (binaries), node-images/<k8s version>/images-<hash>.tar. Each image carries the label dev.sluice.inputs (a hash
+# of its Dockerfile, of every file of its build context and of its base image) and is rebuilt only when that
+# changes; the tarball is rewritten only when an image changed. A warm run rebuilds nothing and takes a few
+# seconds. A cold run takes a few minutes (Go builds, the Debian base, apt inside two docker builds).
 #
 # Usage: scripts/build-node-components.sh [--rebuild]
 #   --rebuild  rebuild this script's binaries, images (without docker's layer cache) and tarball, not
 #              build-kube.sh's binaries
-# Prints on stdout: kubeadm=PATH, kubelet=PATH, kubectl=PATH, crictl=PATH, one image=TAG per image the node must hold (kubeadm's
-# list, then the provisioner and its helper), and images-tar=PATH. Progress goes to stderr.
+# Prints on stdout: kubeadm=PATH, kubelet=PATH, kubectl=PATH, crictl=PATH, one image=TAG per image the node must
+# hold (kubeadm's list, then the provisioner and its helper), and images-tar=PATH. Progress goes to stderr.
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -47,7 +47,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --rebuild) rebuild=true ;;
     -h | --help)
-      sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+      sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *)

@@ -3,12 +3,13 @@
 #
 #   lane 1: tests/charts tests/k8s tests/unit, then tests/bench — pure code and a control plane that mostly waits
 #           (the operator's reconcile passes, the API server's answers), then the quick benchmark (one program, about
-#           a third of all the pytest time), which runs beside the end of lane 2
+#           a quarter of all the pytest time), which runs beside the end of lane 2
 #   lane 2: tests/integration tests/images tests/e2e, in that order — Spark, Kafka, Docker and kind; its e2e tier
 #           spends much of its time waiting on pods and windows, which the benchmark's drains fill
 #
 # Each process starts the session fixtures its tiers use (a Kafka broker, a Spark session, a control plane: each on
-# its own free ports and temp dirs). Lane 2's output streams; lane 1's is printed once both have ended. The exit status is non-zero when either process fails, so a failed test in either lane fails the run.
+# its own free ports and temp dirs). Lane 2's output streams; lane 1's is printed once both have ended. The exit
+# status is non-zero when either process fails, so a failed test in either lane fails the run.
 #
 # Usage: scripts/pytest-lanes.sh PYTEST [PYTEST_ARGS...]   (the arguments go to both processes; select tests with
 #        the per-tier targets, `make test-unit` and so on, or with pytest itself)
