@@ -17,8 +17,8 @@
 # The image versions come from the built kubeadm; the script fails, saying what to bump, if tools/etcd or
 # tools/coredns pins another version than kubeadm names. The Dockerfiles are in images/node-components/.
 #
-# Cached under ${SLUICE_CACHE_DIR:-~/.cache/sluice}, by version and a hash of the module's go.mod and go.sum (and of
-# main.go where the main package is ours): kube-node/, coredns/, local-path-provisioner/, cri-tools/, pause/
+# Cached under ${SLUICE_CACHE_DIR:-~/.cache/sluice}, by version and a hash of the module's go.mod, go.sum and .go
+# files: kube-node/, coredns/, local-path-provisioner/, cri-tools/, pause/
 # (binaries), node-images/<k8s version>/images-<hash>.tar. Each image carries the label dev.sluice.inputs (a hash
 # of its Dockerfile, of every file of its build context and of its base image) and is rebuilt only when that
 # changes; the tarball is rewritten only when an image changed. A warm run rebuilds nothing and takes a few
@@ -93,13 +93,10 @@ etcdctl=$(kube_path etcdctl)
 
 # --- the node's own Go binaries ----------------------------------------------------------------------------------
 node_dir=$cache_root/kube-node/$(module_key "$kube_module" "$kube_version")
-# CoreDNS is built from our own main (its plugin set): keyed by its sources too.
-coredns_sources=$(cat "$coredns_module/go.mod" "$coredns_module/go.sum" "$coredns_module/main.go" | hash_text)
-coredns_dir=$cache_root/coredns/$coredns_version-$coredns_sources
+# CoreDNS and pause are built from our own main packages: module_key covers them too.
+coredns_dir=$cache_root/coredns/$(module_key "$coredns_module" "$coredns_version")
 provisioner_dir=$cache_root/local-path-provisioner/$(module_key "$provisioner_module" "$provisioner_version")
 crictl_dir=$cache_root/cri-tools/$(module_key "$crictl_module" "$crictl_version")
-# pause is our own program: its cache is keyed by its sources; its version is the tag kubeadm asks for.
-pause_sources=$(cat "$pause_module/go.mod" "$pause_module/main.go" | hash_text)
 
 node_ok() {
   local bin=$1/bin
@@ -187,7 +184,8 @@ github.com/coredns/coredns to $coredns_tag in tools/coredns/go.mod, then run 'GO
 for name in kube-apiserver kube-controller-manager kube-scheduler kube-proxy; do
   [ "$(kubeadm_tag "$name")" = "$kube_version" ] || die "kubeadm lists $name:$(kubeadm_tag "$name"), not $kube_version"
 done
-pause_dir=$cache_root/pause/$pause_version-$pause_sources
+# pause's version is the tag kubeadm asks for.
+pause_dir=$cache_root/pause/$(module_key "$pause_module" "$pause_version")
 
 build_if_needed "CoreDNS $coredns_version" "$coredns_dir" coredns_ok build_coredns
 build_if_needed "local-path-provisioner $provisioner_version" "$provisioner_dir" provisioner_ok build_provisioner

@@ -16,10 +16,14 @@ module_version() {
 }
 
 # module_key MODULE_DIR VERSION: the cache directory name of a build from MODULE_DIR: VERSION, then a hash of the
-# module's go.mod and go.sum, so that a changed dependency (tests/unit/test_go_tools.py keeps the tools' shared
-# dependencies at one version) rebuilds instead of keeping a binary built from the old ones.
+# module's go.mod, go.sum (when it has one) and .go files, so that a changed dependency (tests/unit/test_go_tools.py
+# keeps the tools' shared dependencies at one version) or a changed main package of ours rebuilds instead of keeping
+# a binary built from the old ones.
 module_key() {
-  echo "$2-$(cat "$1/go.mod" "$1/go.sum" | sha256sum | cut -c1-12)"
+  local files=("$1/go.mod")
+  [ ! -f "$1/go.sum" ] || files+=("$1/go.sum")
+  files+=("$1"/*.go)
+  echo "$2-$(cat "${files[@]}" | sha256sum | cut -c1-12)"
 }
 
 # Whether COMMAND... runs and prints LINE as one of its lines. The output is read whole before matching: with
