@@ -89,7 +89,7 @@ def _result(printed: str) -> dict:
     return json.loads(lines[0].removeprefix("RESULT "))
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_kafka_chart_runs_a_three_node_quorum_on_the_offline_image(images, render, network, tmp_path):
     image = images["kafka"]
     repository, tag = image.rsplit(":", 1)
@@ -137,13 +137,22 @@ def test_kafka_chart_runs_a_three_node_quorum_on_the_offline_image(images, rende
         test_env = [f"--env={e['name']}={e['value']}" for e in test_container["env"]]
         as_test_pod = [f"--network={network}", "--tmpfs=/tmp", "--user=1000:1000", *test_env]
 
+        attempts: list[str] = []
+
         def helm_test_passes() -> str | None:
             code, printed = run_to_end(image, *test_container["command"], options=as_test_pod, timeout=120)
+            attempts.append(f"exit {code}: {printed[-2000:]}")
             return printed if code == 0 else None
 
-        printed = wait_for(
-            helm_test_passes, timeout=180, what="the chart's helm test pod to pass", container=last
-        )
+        # Three JVMs electing a leader beside the rest of the suite on two cores: CI has seen the first leader
+        # elected only after ~3 minutes of election rounds (each timed out by a busy peer), so the wait is generous;
+        # a quorum that never forms still fails, with the test pod's last output.
+        try:
+            printed = wait_for(
+                helm_test_passes, timeout=420, what="the chart's helm test pod to pass", container=last
+            )
+        except pytest.fail.Exception as failed:
+            raise AssertionError(f"{failed}\nthe helm test pod's last attempt: {attempts[-1:]}") from None
         assert f"{BOOTSTRAP} answers; {NODES} of {NODES} nodes in its metadata" in printed
         assert "LeaderId:" in printed
 
