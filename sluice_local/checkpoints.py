@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -32,20 +33,17 @@ def committed_offsets(checkpoint: Path) -> dict[str, dict[int, int]]:
     return result
 
 
-def query_checkpoints(root: Path) -> list[Path]:
-    """Every job's query checkpoint under a checkpoint root laid out as ``<root>/<job>``."""
-    return sorted(p.parent for p in root.glob("*/offsets") if p.is_dir())
-
-
-def queries_behind(root: Path, topic: str, end_offsets: dict[int, int], *, expected: int) -> list[str]:
-    """What still keeps the ``expected`` queries under ``root`` from having committed every record of ``topic``
-    up to ``end_offsets``: the jobs whose query lags, or a note that some have no checkpoint yet.
-    An empty list means every query has caught up."""
-    checkpoints = query_checkpoints(root)
+def queries_behind(checkpoints: Sequence[Path], topic: str, end_offsets: dict[int, int]) -> list[str]:
+    """What still keeps the queries whose checkpoints are ``checkpoints`` from having committed every record of
+    ``topic`` up to ``end_offsets``: the queries that lag (by directory name, the job's), or a note that some have
+    not run a batch yet. An empty list means every query has caught up."""
+    started = [c for c in checkpoints if (c / "offsets").is_dir()]
     behind = []
-    if len(checkpoints) < expected:
-        behind.append(f"{expected - len(checkpoints)} of {expected} queries have not run a batch yet")
-    for checkpoint in checkpoints:
+    if len(started) < len(checkpoints):
+        behind.append(
+            f"{len(checkpoints) - len(started)} of {len(checkpoints)} queries have not run a batch yet"
+        )
+    for checkpoint in started:
         done = committed_offsets(checkpoint).get(topic, {})
         if any(done.get(p, 0) < end for p, end in end_offsets.items() if end > 0):
             behind.append(checkpoint.name)

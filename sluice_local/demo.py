@@ -1,10 +1,16 @@
 """``make demo``: the whole pipeline on one machine — a real Kafka broker, the generator, and the three Spark jobs
 in local mode — for a bounded time, then a summary of what went where.
 
+The demo runs a :class:`~sluice_operator.spec.PipelineSpec`, the one a user would apply with the demo's settings
+(:func:`pipeline_spec`): its topics are created by the operator's topic reconciler
+(:func:`sluice_operator.kafka_admin.ensure_topics`), and each component runs with the flags the operator gives its
+pod (:func:`sluice_operator.commands.arguments`), its state under the work directory instead of the volume. So the
+demo is also a live check of what the operator builds.
+
 Steps: check Java, fetch the pinned jars (cached), start a KRaft broker on a free loopback port, create the topics,
-start the basic, windowed and anomaly jobs (``python -m spark_jobs.<job>``, each one streaming query), run the generator for ``--duration`` seconds,
-wait until every query has committed every produced record, stop the jobs gracefully (SIGTERM), read the output
-topics, print the summary and write it to ``<work dir>/summary.json``. Ctrl-C stops the generator early and goes
+start the jobs (``python -m spark_jobs.<job>``, each one streaming query), run the generator for ``--duration``
+seconds, wait until every query has committed every produced record, stop the jobs gracefully (SIGTERM), read the
+output topics, print the summary and write it to ``<work dir>/summary.json``. Ctrl-C stops the generator early and goes
 straight to the drain and summary; a second Ctrl-C tears everything down at once. No process is left behind.
 """
 
@@ -24,15 +30,19 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sluice_operator import commands, components, kafka_admin
+from sluice_operator.checkpoints import checkpoint_root, output_dir
+from sluice_operator.spec import PipelineSpec, SpecError, camel, parse_spec
+
 from sluice_local.artifacts import ArtifactError, broker_jars, connector_jars, require_java
 from sluice_local.checkpoints import queries_behind
-from sluice_local.job_process import JOBS, job_command, job_environment
+from sluice_local.job_process import job_environment, local_command
 from sluice_local.kafka_broker import BrokerError, KafkaBroker
-from sluice_local.topics import TopicSpec, create_topics, end_offsets, read_all
+from sluice_local.topics import end_offsets, read_all
 from spark_jobs.events import DLQ_HEADER_PREFIX
-from spark_jobs.options import DEFAULT_TOPICS
 
-SOURCE_PARTITIONS = 3
+#: The flags the demo adds to the jobs' (printing each micro-batch's rows) and the generator's (a bounded run).
+_JOB_FLAGS = ["--console", "--console-rows", "8"]
 _STOP_GRACE_S = 90
 _PREFIX_WIDTH = 9
 
@@ -111,21 +121,35 @@ def _terminate(children: list[_Child], timeout: float) -> None:
             child.reader.join(timeout=5)
 
 
-def _job_args(job: str, bootstrap: str, work: Path, trigger: str) -> list[str]:
-    args = [
-        "--bootstrap-servers",
-        bootstrap,
-        "--checkpoint-root",
-        str(work / "checkpoints"),
-        "--trigger",
-        trigger,
-        "--console",
-        "--console-rows",
-        "8",
-    ]
-    if job == "basic":
-        args += ["--output-dir", str(work / "output")]
-    return args
+def pipeline_spec(args: argparse.Namespace, bootstrap: str) -> PipelineSpec:
+    """The pipeline the demo runs: the defaults a user gets from a minimal ``StreamingPipeline`` (the lab's topics,
+    windows and thresholds, Spark local mode on the driver's 2 cores), on the demo's broker, with the generator's
+    settings and the jobs' trigger from the demo's flags."""
+    generator = {
+        "devices": args.devices,
+        "rate": args.rate,
+        "malformedFraction": args.malformed_fraction,
+        "lateFraction": args.late_fraction,
+    }
+    if args.seed is not None:
+        generator["seed"] = args.seed
+    raw: dict = {"kafka": {"bootstrapServers": bootstrap}, "generator": generator}
+    for job in components.JOBS:
+        *parents, last = [camel(part) for part in job.settings_path.split(".")]
+        section = raw
+        for part in parents:
+            section = section.setdefault(part, {})
+        section[last] = {"trigger": args.trigger}
+    return parse_spec(raw)
+
+
+def _query_checkpoint(work: Path, job: str) -> Path:
+    """Where a job's streaming query keeps its checkpoint (the job's ``--checkpoint-root``, then its name)."""
+    return Path(checkpoint_root(root=str(work), job=job, generation=0)) / job
+
+
+def _event_files(work: Path) -> Path:
+    return Path(output_dir(root=str(work), generation=0)) / "events"
 
 
 def _count_headers(records, header: str) -> Counter:
@@ -146,14 +170,14 @@ def _files(directory: Path) -> tuple[int, int]:
     return len(files), sum(p.stat().st_size for p in files)
 
 
-def summarize(bootstrap: str, work: Path, generated: dict) -> dict:
+def summarize(spec: PipelineSpec, work: Path, generated: dict) -> dict:
     """Read the output topics and the file sink and put the figures of the run together."""
-    topics = DEFAULT_TOPICS
-    dlq = read_all(bootstrap, topics.dead_letter, timeout=60)
-    processed = read_all(bootstrap, topics.processed, timeout=60)
-    windowed = read_all(bootstrap, topics.windowed, timeout=60)
-    alerts = read_all(bootstrap, topics.alerts, timeout=60)
-    files, size = _files(work / "output" / "events")
+    bootstrap, topics = spec.kafka.bootstrap_servers, spec.kafka.topics
+    dlq = read_all(bootstrap, topics.dead_letter.name, timeout=60)
+    processed = read_all(bootstrap, topics.processed.name, timeout=60)
+    windowed = read_all(bootstrap, topics.windowed.name, timeout=60)
+    alerts = read_all(bootstrap, topics.alerts.name, timeout=60)
+    files, size = _files(_event_files(work))
     return {
         "events_produced": generated.get("produced", 0),
         "events_delivered": generated.get("delivered", 0),
@@ -174,8 +198,8 @@ def summarize(bootstrap: str, work: Path, generated: dict) -> dict:
         "event_file_bytes": size,
         "outputs": {
             "kafka": bootstrap + " (stopped at the end of the demo)",
-            "topics": topics.all(),
-            "event_files": str(work / "output" / "events"),
+            "topics": [t.name for _, t in topics.all()],
+            "event_files": str(_event_files(work)),
             "checkpoints": str(work / "checkpoints"),
             "logs": str(work / "logs"),
             "summary": str(work / "summary.json"),
@@ -238,54 +262,40 @@ def run_demo(args: argparse.Namespace) -> int:
         broker.start()
         bootstrap = broker.bootstrap_servers
         say(f"- Kafka {bootstrap} ready in {broker.startup_seconds:.1f} s (log: {broker.log_file})")
-        t = DEFAULT_TOPICS
-        create_topics(
-            bootstrap,
-            [TopicSpec(t.source, partitions=SOURCE_PARTITIONS)]
-            + [TopicSpec(n) for n in (t.processed, t.windowed, t.alerts, t.dead_letter)],
-        )
-        say(f"- Topics: {', '.join(t.all())}")
+        spec = pipeline_spec(args, bootstrap)
+        kafka_admin.ensure_topics(bootstrap, kafka_admin.desired_topics(spec.kafka.topics), timeout=30)
+        say(f"- Topics: {', '.join(t.name for _, t in spec.kafka.topics.all())}")
         env = job_environment()
         jobs = {
-            job: _spawn(
-                job,
-                job_command(job, _job_args(job, bootstrap, work, args.trigger)),
-                log=work / "logs" / f"{job}.log",
+            job.name: _spawn(
+                job.name,
+                local_command(
+                    job, [*commands.arguments(spec=spec, component=job, root=str(work)), *_JOB_FLAGS]
+                ),
+                log=work / "logs" / f"{job.name}.log",
                 quiet=args.quiet,
                 env=env,
             )
-            for job in JOBS
+            for job in components.JOBS
         }
         children.extend(jobs.values())
         say(
-            "- Jobs starting in Spark local mode (python -m spark_jobs.<job> --master local[2]): "
-            + ", ".join(JOBS)
+            f"- Jobs starting in Spark local mode (python -m spark_jobs.<job> --master {commands.master(spec)}): "
+            + ", ".join(jobs)
         )
         _await_started(jobs, timeout=args.startup_timeout)
         summary_file = work / "generator-summary.json"
+        producer = components.get("generator")
         generator = _spawn(
-            "generator",
-            [
-                sys.executable,
-                "-m",
-                "spark_jobs.generator",
-                "--bootstrap-servers",
-                bootstrap,
-                "--devices",
-                str(args.devices),
-                "--rate",
-                str(args.rate),
-                "--duration",
-                str(args.duration),
-                "--malformed-fraction",
-                str(args.malformed_fraction),
-                "--late-fraction",
-                str(args.late_fraction),
-                "--summary-file",
-                str(summary_file),
-                *(["--seed", str(args.seed)] if args.seed is not None else []),
-            ],
-            log=work / "logs" / "generator.log",
+            producer.name,
+            local_command(
+                producer,
+                [
+                    *commands.arguments(spec=spec, component=producer),
+                    *("--duration", str(args.duration), "--summary-file", str(summary_file)),
+                ],
+            ),
+            log=work / "logs" / f"{producer.name}.log",
             quiet=True,
         )
         children.append(generator)
@@ -301,13 +311,13 @@ def run_demo(args: argparse.Namespace) -> int:
             raise DemoError(f"the generator ended without a summary:\n{generator.log_tail()}")
         generated = json.loads(summary_file.read_text())
         say(f"- Generator done: {generated['produced']} produced, {generated['failed']} failed")
-        _await_drained(jobs, bootstrap, work, timeout=args.drain_timeout)
+        _await_drained(jobs, spec, work, timeout=args.drain_timeout)
         say("- Every query has committed every record; stopping the jobs")
         _terminate(list(jobs.values()), _STOP_GRACE_S)
         for name, child in jobs.items():
             if child.process.returncode != 0:
                 raise DemoError(f"job {name} exited with {child.process.returncode}:\n{child.log_tail()}")
-        summary = summarize(bootstrap, work, generated)
+        summary = summarize(spec, work, generated)
         (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         print_summary(summary)
         return 0 if generated.get("failed", 0) == 0 else 1
@@ -339,13 +349,14 @@ def _check_jobs(jobs: dict[str, _Child]) -> None:
             )
 
 
-def _await_drained(jobs: dict[str, _Child], bootstrap: str, work: Path, *, timeout: float) -> None:
-    ends = end_offsets(bootstrap, DEFAULT_TOPICS.source)
+def _await_drained(jobs: dict[str, _Child], spec: PipelineSpec, work: Path, *, timeout: float) -> None:
+    source = spec.kafka.topics.source.name
+    ends = end_offsets(spec.kafka.bootstrap_servers, source)
     deadline = time.monotonic() + timeout
-    expected = len(jobs)  # one streaming query per job
+    checkpoints = [_query_checkpoint(work, job) for job in jobs]  # one streaming query per job
     while True:
         _check_jobs(jobs)
-        behind = queries_behind(work / "checkpoints", DEFAULT_TOPICS.source, ends, expected=expected)
+        behind = queries_behind(checkpoints, source, ends)
         if not behind:
             return
         if time.monotonic() > deadline:
@@ -395,8 +406,20 @@ def main(argv: list[str] | None = None) -> int:
         if not ok:
             parser.error(f"{flag}: {value:g} is not accepted; use {accepted}")
     try:
+        pipeline_spec(
+            args, "localhost:9092"
+        )  # the broker's address comes later; the other settings are checked now
+    except SpecError as exc:
+        parser.error(f"the flags make a pipeline the operator would refuse: {exc}")
+    try:
         return run_demo(args)
-    except (ArtifactError, BrokerError, DemoError) as exc:
+    except (
+        ArtifactError,
+        BrokerError,
+        DemoError,
+        kafka_admin.KafkaUnavailable,
+        kafka_admin.KafkaAdminError,
+    ) as exc:
         print(f"\ndemo failed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

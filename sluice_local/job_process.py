@@ -1,8 +1,10 @@
-"""How the local runtime launches a streaming job: ``python -m spark_jobs.<job>`` in Spark local mode.
+"""How the local runtime runs a component: ``python -m <module>`` on this interpreter, with the flags the operator
+gives its pod (:func:`sluice_operator.commands.arguments`).
 
-The Python driver is the parent process and starts Spark's JVM itself, so SIGTERM reaches the driver first: its
-handler lets the micro-batch in flight commit, stops the queries and then the JVM. (Under ``spark-submit`` the JVM
-is the parent, and SIGTERM to it stops the SparkContext under the running queries.)
+A Spark job's Python driver is the parent process and starts Spark's JVM itself, so SIGTERM reaches the driver
+first: its handler lets the micro-batch in flight commit, stops the queries and then the JVM. (Under
+``spark-submit`` the JVM is the parent, and SIGTERM to it stops the SparkContext under the running queries.) The
+pods' image holds the Kafka connector in Spark's jars; here the jobs get the pinned jars with ``--jars``.
 """
 
 from __future__ import annotations
@@ -11,18 +13,17 @@ import os
 import sys
 from collections.abc import Sequence
 
+from sluice_operator.components import Component
+
 from sluice_local.artifacts import connector_jars
 
-#: The job modules, in the order they are started.
-JOBS = ("basic", "windowed", "anomaly")
 
-
-def job_command(job: str, job_args: Sequence[str], *, master: str = "local[2]") -> list[str]:
-    """The command line that runs ``spark_jobs.<job>`` with its flags and the Kafka connector jars."""
-    if job not in JOBS:
-        raise ValueError(f"unknown job {job!r}; the jobs are {', '.join(JOBS)}")
-    jars = ",".join(str(j) for j in connector_jars())
-    return [sys.executable, "-m", f"spark_jobs.{job}", "--master", master, "--jars", jars, *job_args]
+def local_command(component: Component, args: Sequence[str]) -> list[str]:
+    """The command line that runs ``component`` with ``args`` (and, for a Spark job, the Kafka connector)."""
+    command = [sys.executable, "-m", component.module, *args]
+    if component.spark:
+        command += ["--jars", ",".join(str(j) for j in connector_jars())]
+    return command
 
 
 def job_environment() -> dict[str, str]:

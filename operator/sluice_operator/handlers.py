@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 
 import kopf
 
-from sluice_operator import cluster, kafka_admin, lifecycle, manifests, metrics
+from sluice_operator import checkpoints, cluster, kafka_admin, lifecycle, manifests, metrics
+from sluice_operator import components as registry
 from sluice_operator import status as st
 from sluice_operator.settings import Settings, from_env
 from sluice_operator.spec import (
@@ -68,15 +69,6 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
 # --- reconcile ---------------------------------------------------------------------------------------------------
 
 
-def _desired_topics(spec: PipelineSpec) -> list[kafka_admin.DesiredTopic]:
-    return [
-        kafka_admin.DesiredTopic(
-            name=t.name, partitions=t.partitions, replication=t.replication_factor, config=dict(t.config)
-        )
-        for _, t in spec.kafka.topics.all()
-    ]
-
-
 def _observed(pod: dict | None) -> lifecycle.ObservedPod | None:
     if pod is None:
         return None
@@ -108,7 +100,9 @@ def _ensure_topics(
     first appears, not on every pass: ``reported`` (the pipeline's memo, shared by its handlers) remembers it."""
     try:
         results = kafka_admin.ensure_topics(
-            spec.kafka.bootstrap_servers, _desired_topics(spec), timeout=SETTINGS.kafka_timeout
+            spec.kafka.bootstrap_servers,
+            kafka_admin.desired_topics(spec.kafka.topics),
+            timeout=SETTINGS.kafka_timeout,
         )
     except kafka_admin.KafkaUnavailable as exc:
         conditions.append(
@@ -248,31 +242,32 @@ def reconcile(
     )
 
     pods = cluster.pipeline_pods(namespace, name)
-    enabled = manifests.enabled_components(spec)
+    enabled = [c.name for c in registry.enabled(spec)]
     old_components = (status or {}).get("components") or {}
     components: dict[str, dict] = {}
     phases: dict[str, str] = {}
-    for component in manifests.COMPONENTS:
+    for declared in registry.COMPONENTS:
+        component = declared.name
         record = records.get(component) or lifecycle.ComponentRecord.from_status(
             old_components.get(component)
         )
         extra: dict = {}
-        if component in manifests.JOBS:
-            fingerprint = manifests.state_fingerprint(spec=spec, job=component)
+        if declared.stateful:
+            fingerprint = checkpoints.state_fingerprint(spec=spec, component=declared)
             earlier = record.fingerprint
             record, moved = lifecycle.next_generation(record, fingerprint)
             if moved:
-                old = manifests.checkpoint_root(
-                    root=manifests.state_root(spec=spec, namespace=namespace, pipeline=name),
+                old = checkpoints.checkpoint_root(
+                    root=checkpoints.state_root(spec=spec, namespace=namespace, pipeline=name),
                     job=component,
                     generation=record.generation - 1,
                 )
-                message = manifests.checkpoint_reset_message(
+                message = checkpoints.reset_message(
                     job=component, earlier_fingerprint=earlier, old_checkpoint=old
                 )
                 kopf.warn(body, reason="CheckpointReset", message=message)
         plan = manifests.pod_plan(
-            pipeline=name, namespace=namespace, spec=spec, component=component, generation=record.generation
+            pipeline=name, namespace=namespace, spec=spec, component=declared, generation=record.generation
         )
         pod = pods.get(component)
         decision = lifecycle.decide(

@@ -16,7 +16,7 @@ Two exceptions, so the operator can tell them apart:
   an unknown config name). The message names the topic and Kafka's error; ``retriable`` says whether the same
   request may succeed later.
 
-This module talks to Kafka only; it knows nothing of Kubernetes.
+This module talks to Kafka only; it knows nothing of Kubernetes. The local runtime uses it too.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ from confluent_kafka.admin import (
     NewPartitions,
     NewTopic,
 )
+
+from sluice_operator.spec import Topics
 
 CREATED = "created"
 UNCHANGED = "unchanged"
@@ -101,8 +103,8 @@ class DesiredTopic:
     """A topic as the spec wants it; ``config`` holds topic-level configs, e.g. ``{"retention.ms": "86400000"}``."""
 
     name: str
-    partitions: int
-    replication: int
+    partitions: int = 1
+    replication: int = 1
     config: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -122,6 +124,16 @@ class DesiredTopic:
                 )
 
 
+def desired_topics(topics: Topics) -> list[DesiredTopic]:
+    """A pipeline's topics (``spec.kafka.topics``) as the reconciler takes them, in the spec's order."""
+    return [
+        DesiredTopic(
+            name=t.name, partitions=t.partitions, replication=t.replication_factor, config=dict(t.config)
+        )
+        for _, t in topics.all()
+    ]
+
+
 @dataclass(frozen=True)
 class CurrentTopic:
     """A topic as it exists in Kafka.
@@ -132,8 +144,8 @@ class CurrentTopic:
     """
 
     name: str
-    partitions: int
-    replication: int
+    partitions: int = 1
+    replication: int = 1
     config: Mapping[str, str] = field(default_factory=dict)
 
 

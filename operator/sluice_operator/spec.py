@@ -1,8 +1,12 @@
-"""The StreamingPipeline spec as typed, frozen dataclasses: the one source of truth for defaults and validation.
+"""The StreamingPipeline spec as typed, frozen dataclasses: the pipeline's defaults and validation.
 
 Every field carries its description, bounds and enum in its metadata; :mod:`sluice_operator.crd` derives the CRD's
 openAPIV3Schema from these classes (so ``kubectl explain`` documents exactly what is parsed here), and
 :func:`parse_spec` turns the resource's camelCase ``spec`` into a :class:`PipelineSpec` with the same defaults.
+A field that a component's program takes as a flag names it in its metadata (``flag``), and a field a job's
+checkpointed state depends on names its key in the state fingerprint (``fingerprint``): the command lines and the
+fingerprints are built from these (:mod:`sluice_operator.commands`), for the components of
+:mod:`sluice_operator.components`. The programs' own defaults equal the ones here (a unit test compares them).
 Rules across fields are written once, in CEL, on the class they concern (``CEL_RULES``); the API server enforces
 them at apply time. :func:`semantic_problems` adds the checks a schema cannot express; a spec failing them gets
 the ``Invalid`` condition and no children.
@@ -16,6 +20,8 @@ import types
 import typing
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar
+
+from sluice_operator import components
 
 GROUP = "streaming.sluice.dev"
 VERSION = "v1alpha1"
@@ -32,6 +38,10 @@ TOPIC_PATTERN = r"^[a-zA-Z0-9._-]+$"
 SPARK_MEMORY_PATTERN = r"^[0-9]+[kmgt]?$"
 #: Kubernetes quantities for storage sizes, e.g. 1Gi, 500Mi, 10G.
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
+
+
+#: Where a field passed as a flag goes among a component's flags (see :mod:`sluice_operator.commands`).
+FLAG_GROUPS = ("query", "source", "settings", "output")
 
 
 class SpecError(ValueError):
@@ -53,8 +63,18 @@ def spec_field(
     min_items: int | None = None,
     item_enum: tuple | None = None,
     cel: tuple[tuple[str, str], ...] = (),
+    flag: str | None = None,
+    flag_group: str = "settings",
+    fingerprint: str | None = None,
 ) -> Any:
-    """A dataclass field with the schema facts the CRD needs (``cel``: ``(rule, message)`` pairs on ``self``)."""
+    """A dataclass field with the schema facts the CRD needs (``cel``: ``(rule, message)`` pairs on ``self``).
+
+    ``flag``: the component's flag this field is passed as (None: not passed); ``flag_group``: where among the
+    component's flags it goes (:data:`FLAG_GROUPS`); ``fingerprint``: its key in the
+    job's state fingerprint, for a setting the checkpointed state cannot survive a change of (None: not part of it).
+    """
+    if flag_group not in FLAG_GROUPS:
+        raise ValueError(f"flag_group {flag_group!r} is not one of {', '.join(FLAG_GROUPS)}")
     meta = {
         "description": description,
         "minimum": minimum,
@@ -67,15 +87,25 @@ def spec_field(
         "min_items": min_items,
         "item_enum": item_enum,
         "cel": cel,
+        "flag": flag,
+        "flag_group": flag_group,
+        "fingerprint": fingerprint,
     }
     if default_factory is not MISSING:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
 
 
-def _duration(default: str, description: str) -> Any:
+def _duration(
+    default: str, description: str, *, flag: str, flag_group: str = "settings", fingerprint: str | None = None
+) -> Any:
     return spec_field(
-        default, description=description + " Written like 10s, 500ms, 5m or 1h.", pattern=DURATION_PATTERN
+        default,
+        description=description + " Written like 10s, 500ms, 5m or 1h.",
+        pattern=DURATION_PATTERN,
+        flag=flag,
+        flag_group=flag_group,
+        fingerprint=fingerprint,
     )
 
 
@@ -272,35 +302,44 @@ class GeneratorSpec:
     """The sensor-event generator (the lab's distribution)."""
 
     enabled: bool = spec_field(True, description="Run the generator.")
-    devices: int = spec_field(10, description="Number of simulated devices.", minimum=1, maximum=100000)
+    devices: int = spec_field(
+        10, description="Number of simulated devices.", minimum=1, maximum=100000, flag="--devices"
+    )
     rate: float = spec_field(
         100.0,
         description="Events per second, all devices together.",
         minimum=0,
         exclusive_minimum=True,
         maximum=1000000,
+        flag="--rate",
     )
     anomaly_probability: float = spec_field(
         0.1,
         description="Probability that an event is an anomaly (value in [200, 500]).",
         minimum=0,
         maximum=1,
+        flag="--anomaly-probability",
     )
-    seed: int | None = spec_field(None, description="Random seed; fixes the sequence of events.", minimum=0)
     malformed_fraction: float = spec_field(
         0.0,
         description="Share of malformed messages (they go to the dead-letter topic).",
         minimum=0,
         maximum=1,
+        flag="--malformed-fraction",
     )
     late_fraction: float = spec_field(
-        0.0, description="Share of late, out-of-order events.", minimum=0, maximum=1
+        0.0, description="Share of late, out-of-order events.", minimum=0, maximum=1, flag="--late-fraction"
+    )
+    seed: int | None = spec_field(
+        None, description="Random seed; fixes the sequence of events.", minimum=0, flag="--seed"
     )
 
 
 _OUTPUT_MODE = {
     "description": "append writes each window once when final; update writes every change.",
     "enum": ("append", "update"),
+    "flag": "--output-mode",
+    "flag_group": "query",
 }
 
 
@@ -313,7 +352,22 @@ def _max_offsets_per_trigger() -> Any:
             "a backlog has built up (after a restart, a burst): the backlog drains over several micro-batches."
         ),
         minimum=1,
+        flag="--max-offsets-per-trigger",
+        flag_group="source",
     )
+
+
+def _trigger() -> Any:
+    return _duration(
+        "5s",
+        "Micro-batch interval; 0s starts the next micro-batch as soon as one ends.",
+        flag="--trigger",
+        flag_group="query",
+    )
+
+
+def _watermark(default: str) -> Any:
+    return _duration(default, "How late an event may arrive.", flag="--watermark")
 
 
 def _slide_rule(window: str, slide: str) -> tuple[str, str]:
@@ -329,16 +383,18 @@ class BasicJob:
     """The basic job: status counts, per-device sliding windows, event files."""
 
     enabled: bool = spec_field(True, description="Run this job.")
-    window: str = _duration("10s", "Length of the per-device windows.")
-    slide: str = _duration("5s", "How often a window starts.")
-    watermark: str = _duration("10s", "How late an event may arrive.")
-    trigger: str = _duration(
-        "5s", "Micro-batch interval; 0s starts the next micro-batch as soon as one ends."
-    )
+    window: str = _duration("10s", "Length of the per-device windows.", flag="--window", fingerprint="window")
+    slide: str = _duration("5s", "How often a window starts.", flag="--slide", fingerprint="slide")
+    watermark: str = _watermark("10s")
+    trigger: str = _trigger()
     max_offsets_per_trigger: int | None = _max_offsets_per_trigger()
     output_mode: str = spec_field("append", **_OUTPUT_MODE)
     file_format: str = spec_field(
-        "parquet", description="Format of the event files.", enum=("parquet", "json")
+        "parquet",
+        description="Format of the event files.",
+        enum=("parquet", "json"),
+        flag="--file-format",
+        flag_group="output",
     )
 
     CEL_RULES: ClassVar = (_positive_rule("window"), _positive_rule("slide"), _slide_rule("window", "slide"))
@@ -349,14 +405,20 @@ class WindowedJob:
     """The windowed job: tumbling, sliding and per-status windows."""
 
     enabled: bool = spec_field(True, description="Run this job.")
-    tumbling_window: str = _duration("10s", "Length of the tumbling windows.")
-    sliding_window: str = _duration("30s", "Length of the sliding windows.")
-    sliding_slide: str = _duration("10s", "How often a sliding window starts.")
-    status_window: str = _duration("1h", "Length of the per-status windows.")
-    watermark: str = _duration("10s", "How late an event may arrive.")
-    trigger: str = _duration(
-        "5s", "Micro-batch interval; 0s starts the next micro-batch as soon as one ends."
+    tumbling_window: str = _duration(
+        "10s", "Length of the tumbling windows.", flag="--tumbling-window", fingerprint="tumbling"
     )
+    sliding_window: str = _duration(
+        "30s", "Length of the sliding windows.", flag="--sliding-window", fingerprint="sliding"
+    )
+    sliding_slide: str = _duration(
+        "10s", "How often a sliding window starts.", flag="--sliding-slide", fingerprint="slide"
+    )
+    status_window: str = _duration(
+        "1h", "Length of the per-status windows.", flag="--status-window", fingerprint="status"
+    )
+    watermark: str = _watermark("10s")
+    trigger: str = _trigger()
     max_offsets_per_trigger: int | None = _max_offsets_per_trigger()
     output_mode: str = spec_field("append", **_OUTPUT_MODE)
 
@@ -374,15 +436,18 @@ class AnomalyJob:
     """The anomaly job: z-scores over sliding windows."""
 
     enabled: bool = spec_field(True, description="Run this job.")
-    window: str = _duration("30s", "Length of the windows the statistics are taken over.")
-    slide: str = _duration("10s", "How often a window starts.")
-    watermark: str = _duration("30s", "How late an event may arrive.")
+    window: str = _duration(
+        "30s", "Length of the windows the statistics are taken over.", flag="--window", fingerprint="window"
+    )
+    slide: str = _duration("10s", "How often a window starts.", flag="--slide", fingerprint="slide")
+    watermark: str = _watermark("30s")
     threshold: float = spec_field(
         2.0,
         description="Alert when a window's max or min is more than this many σ from its mean.",
         minimum=0,
         exclusive_minimum=True,
         maximum=1000,
+        flag="--threshold",
     )
     stddev_floor: float = spec_field(
         1.0,
@@ -390,10 +455,9 @@ class AnomalyJob:
         minimum=0,
         exclusive_minimum=True,
         maximum=1000000,
+        flag="--stddev-floor",
     )
-    trigger: str = _duration(
-        "5s", "Micro-batch interval; 0s starts the next micro-batch as soon as one ends."
-    )
+    trigger: str = _trigger()
     max_offsets_per_trigger: int | None = _max_offsets_per_trigger()
     output_mode: str = spec_field("append", **_OUTPUT_MODE)
 
@@ -470,7 +534,7 @@ def camel(name: str) -> str:
 
 def field_type(owner: type, f: dataclasses.Field) -> Any:
     """The resolved type annotation of a field (annotations are strings under ``from __future__``)."""
-    return typing.get_type_hints(owner, globals(), {c.__name__: c for c in _ALL_CLASSES})[f.name]
+    return typing.get_type_hints(owner, globals())[f.name]
 
 
 def _optional_inner(tp: Any) -> Any | None:
@@ -609,35 +673,6 @@ def semantic_problems(spec: PipelineSpec) -> list[str]:
             f"spec.spark.conf: {', '.join(managed)} are set by the operator (from spark.mode, spark.driver, "
             "spark.executor and checkpoints); remove them from spark.conf"
         )
-    if not any(
-        [
-            spec.generator.enabled,
-            spec.jobs.basic.enabled,
-            spec.jobs.windowed.enabled,
-            spec.jobs.anomaly.enabled,
-        ]
-    ):
+    if not components.enabled(spec):
         problems.append("spec: the generator and every job are disabled; enable at least one component")
     return problems
-
-
-_ALL_CLASSES = (
-    SourceTopic,
-    ProcessedTopic,
-    WindowedTopic,
-    AlertsTopic,
-    DeadLetterTopic,
-    Topics,
-    KafkaSpec,
-    Resources,
-    DriverResources,
-    SparkSpec,
-    CheckpointSpec,
-    GeneratorSpec,
-    BasicJob,
-    WindowedJob,
-    AnomalyJob,
-    Jobs,
-    RestartPolicy,
-    PipelineSpec,
-)

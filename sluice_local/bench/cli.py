@@ -46,6 +46,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sluice_operator import components
+
 from sluice_local.artifacts import KAFKA_DIST, SPARK_VERSION, connector_jars, require_java, resolve
 from sluice_local.bench import latency, report
 from sluice_local.bench.kafka_tools import consumer_performance, producer_performance
@@ -59,7 +61,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BASELINE_COMMIT = "64b1be45f28f6a1af53638f95ef97d145251be43"
 BASELINE_ARCHIVE = ROOT / "bench" / "baseline" / "spark_jobs-64b1be4.tar.gz"
 QUIX_VERSION = "3.28.1"
-JOBS = ("basic", "windowed", "anomaly")
+JOBS = components.names(components.JOBS)
 ROCKSDB = (
     "spark.sql.streaming.stateStore.providerClass="
     "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",

@@ -28,11 +28,13 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
+from sluice_operator import components
+
 from sluice_local.bench.proc import tree_cpu_seconds
 from sluice_local.topics import TopicSpec, create_topics
 
 #: Per job: the flag naming its output topic.
-OUTPUT_FLAGS = {"basic": "--processed-topic", "windowed": "--windowed-topic", "anomaly": "--alerts-topic"}
+OUTPUT_FLAGS = {job.name: job.outputs[0].flag for job in components.JOBS}
 
 
 def _timestamp(text: str) -> float:

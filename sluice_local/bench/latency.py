@@ -28,7 +28,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sluice_local.job_process import job_command, job_environment
+from sluice_operator import components
+
+from sluice_local.job_process import job_environment, local_command
 from sluice_local.processes import kill_group
 from sluice_local.topics import TopicSpec, create_topics, read_all
 
@@ -151,7 +153,7 @@ def run(
     then ``segments`` times ``seconds`` measured; the latencies by output and segment, with their bounds."""
     suffix = str(int(time.time()))
     source = f"bench-latency-src-{suffix}"
-    outputs = {job: f"bench-latency-{job}-{suffix}" for job in ("basic", "windowed", "anomaly")}
+    outputs = {job.name: f"bench-latency-{job.name}-{suffix}" for job in components.JOBS}
     append_time = {"message.timestamp.type": "LogAppendTime"}
     create_topics(
         bootstrap,
@@ -159,22 +161,24 @@ def run(
         + [TopicSpec(t, config=append_time) for t in outputs.values()]
         + [TopicSpec(f"bench-latency-dlq-{suffix}")],
     )
-    flags = {"basic": "--processed-topic", "windowed": "--windowed-topic", "anomaly": "--alerts-topic"}
     children = []
     try:
         for job, topic in outputs.items():
+            component = components.get(job)
+            (output,) = component.outputs
             args = [
-                "--bootstrap-servers", bootstrap, "--source-topic", source, flags[job], topic,
+                "--master", "local[2]",
+                "--bootstrap-servers", bootstrap, "--source-topic", source, output.flag, topic,
                 "--dead-letter-topic", f"bench-latency-dlq-{suffix}",
                 "--checkpoint-root", str(work / "checkpoints"),
             ]  # fmt: skip
-            if job == "basic":
+            if component.writes_files:
                 args += ["--output-dir", str(work / "output")]
             args += list(job_args)
             logfile = (work / f"{job}.log").open("w")
             children.append(
                 subprocess.Popen(
-                    job_command(job, args),
+                    local_command(component, args),
                     stdout=logfile,
                     stderr=subprocess.STDOUT,
                     env=job_environment(),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sluice_operator import manifests
+from sluice_operator import checkpoints, components, manifests
 from sluice_operator.spec import parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +60,11 @@ def built(pipeline: str, data: dict) -> dict:
     spec = parse_spec(data)
     pods = {
         f"{component}@g{generation}": manifests.pod_plan(
-            pipeline=pipeline, namespace=NAMESPACE, spec=spec, component=component, generation=generation
+            pipeline=pipeline,
+            namespace=NAMESPACE,
+            spec=spec,
+            component=components.get(component),
+            generation=generation,
         ).manifest
         for component in COMPONENTS
         for generation in (0, 3)
@@ -68,7 +72,9 @@ def built(pipeline: str, data: dict) -> dict:
     return {
         "pods": pods,
         "claim": manifests.checkpoint_pvc(pipeline=pipeline, namespace=NAMESPACE, spec=spec),
-        "fingerprints": {job: manifests.state_fingerprint(spec=spec, job=job) for job in JOBS},
+        "fingerprints": {
+            job: checkpoints.state_fingerprint(spec=spec, component=components.get(job)) for job in JOBS
+        },
     }
 
 

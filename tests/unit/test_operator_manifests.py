@@ -6,7 +6,7 @@ builds must be accepted by the programs and mean what the spec says."""
 from __future__ import annotations
 
 import pytest
-from sluice_operator import lifecycle
+from sluice_operator import checkpoints, components, lifecycle
 from sluice_operator import manifests as m
 from sluice_operator.spec import parse_spec
 
@@ -39,8 +39,16 @@ def flags(container: dict) -> list[str]:
 
 def plan(component: str, spec=SPEC, generation: int = 0) -> m.PodPlan:
     return m.pod_plan(
-        pipeline="demo", namespace="team-a", spec=spec, component=component, generation=generation
+        pipeline="demo",
+        namespace="team-a",
+        spec=spec,
+        component=components.get(component),
+        generation=generation,
     )
+
+
+def fingerprint(*, spec, job: str) -> str:
+    return checkpoints.state_fingerprint(spec=spec, component=components.get(job))
 
 
 def test_driver_pods_request_cores_unless_a_cpu_request_is_given():
@@ -81,7 +89,7 @@ def test_pvc():
 
 
 def test_labels_of_every_component():
-    for component in m.COMPONENTS:
+    for component in components.names():
         labels = plan(component).manifest["metadata"]["labels"]
         assert labels == {
             "app.kubernetes.io/name": "sluice",
@@ -93,7 +101,7 @@ def test_labels_of_every_component():
         }
 
 
-@pytest.mark.parametrize("component", m.COMPONENTS)
+@pytest.mark.parametrize("component", components.names())
 def test_pods_meet_restricted_pod_security(component):
     pod = plan(component).manifest["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -171,41 +179,35 @@ def test_config_hash_changes_only_with_the_pod():
 
 def test_state_fingerprint_follows_windows_and_source_only():
     base = parse_spec({})
-    fp = m.state_fingerprint(spec=base, job="anomaly")
-    assert m.state_fingerprint(spec=parse_spec({"jobs": {"anomaly": {"threshold": 4}}}), job="anomaly") == fp
+    fp = fingerprint(spec=base, job="anomaly")
+    assert fingerprint(spec=parse_spec({"jobs": {"anomaly": {"threshold": 4}}}), job="anomaly") == fp
+    assert fingerprint(spec=parse_spec({"jobs": {"anomaly": {"watermark": "1m"}}}), job="anomaly") == fp
+    assert fingerprint(spec=parse_spec({"jobs": {"anomaly": {"window": "1m"}}}), job="anomaly") != fp
     assert (
-        m.state_fingerprint(spec=parse_spec({"jobs": {"anomaly": {"watermark": "1m"}}}), job="anomaly") == fp
+        fingerprint(spec=parse_spec({"kafka": {"topics": {"source": {"name": "s2"}}}}), job="anomaly") != fp
     )
-    assert m.state_fingerprint(spec=parse_spec({"jobs": {"anomaly": {"window": "1m"}}}), job="anomaly") != fp
-    assert (
-        m.state_fingerprint(spec=parse_spec({"kafka": {"topics": {"source": {"name": "s2"}}}}), job="anomaly")
-        != fp
-    )
-    w = m.state_fingerprint(spec=base, job="windowed")
-    assert (
-        m.state_fingerprint(spec=parse_spec({"jobs": {"windowed": {"statusWindow": "30m"}}}), job="windowed")
-        != w
-    )
+    w = fingerprint(spec=base, job="windowed")
+    assert fingerprint(spec=parse_spec({"jobs": {"windowed": {"statusWindow": "30m"}}}), job="windowed") != w
 
 
 def test_state_fingerprint_names_the_checkpoint_layout():
-    fp = m.state_fingerprint(spec=parse_spec({}), job="windowed")
-    assert fp.startswith("l2-") and not m.layout_changed(fp)
+    fp = fingerprint(spec=parse_spec({}), job="windowed")
+    assert fp.startswith("l2-") and not checkpoints.layout_changed(fp)
     # A fingerprint from before the layout had a number (one query per output): a bare 12-digit hash.
-    assert m.layout_changed("0123456789ab")
+    assert checkpoints.layout_changed("0123456789ab")
     # Recorded under the old layout, the same spec moves the job to a fresh checkpoint generation.
     old = lifecycle.ComponentRecord(fingerprint="0123456789ab")
     record, moved = lifecycle.next_generation(old, fp)
     assert moved and record.generation == 1 and record.fingerprint == fp
     # ... and the operator's Event says why
-    upgraded = m.checkpoint_reset_message(
+    upgraded = checkpoints.reset_message(
         job="windowed", earlier_fingerprint="0123456789ab", old_checkpoint="/x/g0"
     )
     assert upgraded == (
         "windowed: Sluice's checkpoint layout changed (one streaming query per job since Sluice 0.2), so its state "
         "cannot be reused; it starts on a fresh checkpoint from the earliest offsets (the old one stays at /x/g0)"
     )
-    changed = m.checkpoint_reset_message(
+    changed = checkpoints.reset_message(
         job="windowed", earlier_fingerprint="l2-0123456789ab", old_checkpoint="/x"
     )
     assert changed.startswith("windowed: its windows or source changed, so its state cannot be reused")
@@ -228,6 +230,6 @@ def test_existing_claim_is_shared_under_the_pipelines_own_directory():
 
 def test_enabled_components():
     spec = parse_spec({"generator": {"enabled": False}, "jobs": {"windowed": {"enabled": False}}})
-    assert m.enabled_components(spec) == ["basic", "anomaly"]
-    with pytest.raises(ValueError, match="unknown component 'x'"):
-        m.pod_plan(pipeline="p", namespace="n", spec=spec, component="x")
+    assert [c.name for c in components.enabled(spec)] == ["basic", "anomaly"]
+    with pytest.raises(ValueError, match="unknown component 'x'; the components are generator, basic"):
+        components.get("x")

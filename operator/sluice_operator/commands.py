@@ -1,0 +1,96 @@
+"""A component's command line, built from the spec (pure): what its pod runs and what the local runtime runs.
+
+The flags come from the component's declaration (:mod:`sluice_operator.components`: its topics, whether it runs
+Spark and keeps a checkpoint) and from the fields of its spec part that name a ``flag``, in field order within
+their ``flag_group``. The groups keep the order of Sluice 0.2's command lines, so that the pods of a running
+pipeline stay byte-identical (their config hash) across operator upgrades:
+
+    --bootstrap-servers, the component's topics, --checkpoint-root     (where it reads, where its state is)
+    group "query"                                                      (trigger, output mode)
+    --master, --shuffle-partitions                                     (Spark components)
+    group "source"                                                     (how much a micro-batch reads)
+    --spark-conf KEY=VALUE...                                          (Spark components)
+    group "settings"                                                   (the component's own: windows, rates...)
+    its output topics, --output-dir, group "output"                    (where and how its results go)
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+from sluice_operator.checkpoints import STATE_MOUNT, checkpoint_root, output_dir
+from sluice_operator.components import Component, TopicFlag
+from sluice_operator.spec import PipelineSpec
+
+
+def flag_value(value: Any) -> str:
+    """A spec value as a flag's argument: numbers as Python writes them (``2.5``, ``200.0``), strings as they are."""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _field_flags(settings: Any, group: str) -> list[str]:
+    args: list[str] = []
+    for f in fields(settings):
+        flag = f.metadata.get("flag")
+        value = getattr(settings, f.name)
+        if flag and f.metadata["flag_group"] == group and value is not None:
+            args += [flag, flag_value(value)]
+    return args
+
+
+def _topic_flags(spec: PipelineSpec, topics: tuple[TopicFlag, ...]) -> list[str]:
+    args: list[str] = []
+    for topic in topics:
+        args += [topic.flag, getattr(spec.kafka.topics, topic.role).name]
+    return args
+
+
+def master(spec: PipelineSpec) -> str:
+    """The Spark master of the jobs: the driver's cores in local mode, the cluster's master otherwise."""
+    return f"local[{spec.spark.driver.cores}]" if spec.spark.mode == "local" else spec.spark.master
+
+
+def spark_conf(spec: PipelineSpec) -> list[tuple[str, str]]:
+    """The Spark settings of every job: the driver's memory, the executors' in standalone mode, then the spec's."""
+    s = spec.spark
+    conf = [("spark.driver.memory", s.driver.memory)]
+    if s.mode == "standalone":
+        conf += [
+            ("spark.executor.memory", s.executor.memory),
+            ("spark.executor.cores", str(s.executor.cores)),
+            # Executors on the workers reach the driver at its pod IP (SPARK_DRIVER_HOST, from the downward API).
+            ("spark.driver.bindAddress", "0.0.0.0"),
+        ]
+    conf += sorted(s.conf.items())
+    return conf
+
+
+def arguments(
+    *, spec: PipelineSpec, component: Component, generation: int = 0, root: str = STATE_MOUNT
+) -> list[str]:
+    """The flags of ``python -m <component.module>`` for this spec; ``root`` is the pipeline's state directory
+    (:func:`sluice_operator.checkpoints.state_root`) and ``generation`` the job's checkpoint generation."""
+    settings = component.settings(spec)
+    args = ["--bootstrap-servers", spec.kafka.bootstrap_servers, *_topic_flags(spec, component.topics)]
+    if component.stateful:
+        args += ["--checkpoint-root", checkpoint_root(root=root, job=component.name, generation=generation)]
+    args += _field_flags(settings, "query")
+    if component.spark:
+        cores = spec.spark.driver.cores if spec.spark.mode == "local" else 4
+        args += ["--master", master(spec), "--shuffle-partitions", str(max(2, cores))]
+    args += _field_flags(settings, "source")
+    if component.spark:
+        for key, value in spark_conf(spec):
+            args += ["--spark-conf", f"{key}={value}"]
+    args += _field_flags(settings, "settings")
+    args += _topic_flags(spec, component.outputs)
+    if component.writes_files:
+        args += ["--output-dir", output_dir(root=root, generation=generation)]
+    args += _field_flags(settings, "output")
+    return args
+
+
+def command(component: Component) -> list[str]:
+    """What runs the component in its pod (the image's Python); the local runtime uses its own interpreter."""
+    return ["python3", "-m", component.module]
