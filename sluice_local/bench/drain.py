@@ -7,9 +7,10 @@ starts on a fresh checkpoint and writes to fresh output topics, with the trigger
 span from the first micro-batch's start to the last one's end (start-up excluded), and the CPU seconds of this
 process and its JVM over the drain.
 
-It only uses what every version of the jobs has (``build_parser``, ``options_from``, ``start`` and
-``spark_jobs.session``), so the same runner measures the jobs before this change, checked out with ``git archive``
-and put first on ``PYTHONPATH``.
+It only uses what every version of the jobs has (the flags, ``start`` and ``spark_jobs.session``), so the same
+runner measures the jobs before this change, checked out with ``git archive`` and put first on ``PYTHONPATH``: their
+options are parsed by the job's own ``build_parser`` and ``options_from`` where it has them (the baseline), else by
+the parser generated from its options class.
 
 ``... drain ceiling --kind job|tumbling --events FILE ...`` runs the same transforms as a job (or the plain 10 s
 tumbling aggregation) as one batch job over a Parquet copy of the source topic, and writes the records the job must
@@ -33,6 +34,17 @@ from sluice_local.topics import TopicSpec, create_topics
 
 #: Per job: the flag naming its output topic.
 OUTPUT_FLAGS = {"basic": "--processed-topic", "windowed": "--windowed-topic", "anomaly": "--alerts-topic"}
+#: Per job: the name of its options class.
+OPTIONS = {"basic": "BasicOptions", "windowed": "WindowedOptions", "anomaly": "AnomalyOptions"}
+
+
+def job_options(job: str, module, flags: list[str]):
+    """The job's options from its flags, parsed as ``python -m spark_jobs.<job>`` parses them."""
+    if hasattr(module, "options_from"):  # the jobs before their parsers were generated (the baseline)
+        return module.options_from(module.build_parser().parse_args(flags))
+    from spark_jobs.options import parse_options
+
+    return parse_options(getattr(module, OPTIONS[job]), flags)
 
 
 def _timestamp(text: str) -> float:
@@ -69,7 +81,7 @@ def _drain(job: str, module, base_flags: list[str], *, work: Path, bootstrap: st
     ]  # fmt: skip
     if job == "basic":
         flags += ["--output-dir", str(work / suffix / "output")]
-    opts = module.options_from(module.build_parser().parse_args(flags))
+    opts = job_options(job, module, flags)
     cpu_before = tree_cpu_seconds(os.getpid())
     started = module.start(spark, opts)
     queries = started if isinstance(started, list) else [started]
@@ -106,10 +118,10 @@ def _drain(job: str, module, base_flags: list[str], *, work: Path, bootstrap: st
     }
 
 
-def _session(module, base_flags: list[str], app_name: str):
+def _session(job: str, module, base_flags: list[str], app_name: str):
     from spark_jobs.session import build_session
 
-    opts = module.options_from(module.build_parser().parse_args(base_flags))
+    opts = job_options(job, module, base_flags)
     spark = build_session(app_name, opts.common)
     return spark
 
@@ -117,7 +129,7 @@ def _session(module, base_flags: list[str], app_name: str):
 def run_job(args: argparse.Namespace) -> dict:
     module = importlib.import_module(f"spark_jobs.{args.job}")
     work = Path(args.work_dir)
-    spark = _session(module, args.flags, f"bench-{args.job}")
+    spark = _session(args.job, module, args.flags, f"bench-{args.job}")
     warmups = [
         _drain(args.job, module, args.flags, work=work, bootstrap=args.bootstrap, name=f"w{i}", spark=spark)
         for i in range(args.warmups)
@@ -144,8 +156,8 @@ def run_ceiling(args: argparse.Namespace) -> dict:
     from sluice_local.bench.ceiling import expected_records, job_files, job_records, tumbling_rows
 
     module = importlib.import_module(f"spark_jobs.{args.job}")
-    spark = _session(module, args.flags, f"bench-ceiling-{args.job}")
-    opts = module.options_from(module.build_parser().parse_args(args.flags))
+    spark = _session(args.job, module, args.flags, f"bench-ceiling-{args.job}")
+    opts = job_options(args.job, module, args.flags)
     raw = spark.read.parquet(args.events)
 
     def run_once() -> None:
@@ -185,8 +197,8 @@ def run_ceiling(args: argparse.Namespace) -> dict:
 def run_dump(args: argparse.Namespace) -> dict:
     """Copy the source topic, as Spark's Kafka source reads it (headers included), into a Parquet file."""
     module = importlib.import_module(f"spark_jobs.{args.job}")
-    spark = _session(module, args.flags, "bench-dump")
-    opts = module.options_from(module.build_parser().parse_args(args.flags))
+    spark = _session(args.job, module, args.flags, "bench-dump")
+    opts = job_options(args.job, module, args.flags)
     raw = (
         spark.read.format("kafka")
         .option("kafka.bootstrap.servers", opts.common.bootstrap_servers)
