@@ -20,8 +20,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import math
 import sys
 from dataclasses import dataclass, field
 
@@ -35,10 +33,9 @@ from spark_jobs.options import (
     DEFAULT_TOPICS,
     CommonOptions,
     Duration,
-    OptionsError,
-    add_common_arguments,
+    check_fields,
     check_window,
-    common_options,
+    option,
     validate_topic,
 )
 from spark_jobs.runner import run_job
@@ -51,21 +48,24 @@ LOW_VALUE = "LOW_VALUE"
 
 @dataclass(frozen=True)
 class AnomalyOptions:
+    """The anomaly job's settings, one flag each (see :func:`spark_jobs.options.option`); the bounds of
+    ``--threshold`` and ``--stddev-floor`` are the operator's spec's."""
+
     common: CommonOptions = field(default_factory=CommonOptions)
-    window: Duration = Duration(30_000)
-    slide: Duration = Duration(10_000)
-    watermark: Duration = Duration(30_000)
-    threshold: float = 2.0
-    stddev_floor: float = 1.0
-    alerts_topic: str = DEFAULT_TOPICS.alerts
+    window: Duration = option(Duration(30_000), help="length of the windows statistics are taken over")
+    slide: Duration = option(Duration(10_000), help="how often a window starts")
+    watermark: Duration = option(Duration(30_000), help="how late an event may arrive")
+    threshold: float = option(
+        2.0, help="alert when |z| exceeds this many σ", minimum=0, exclusive_minimum=True, maximum=1000
+    )
+    stddev_floor: float = option(
+        1.0, help="σ used when σ is null or 0", minimum=0, exclusive_minimum=True, maximum=1_000_000
+    )
+    alerts_topic: str = option(DEFAULT_TOPICS.alerts, help="topic the alerts go to", check=validate_topic)
 
     def __post_init__(self) -> None:
+        check_fields(self)
         check_window("--window/--slide", self.window, self.slide)
-        if not (math.isfinite(self.threshold) and self.threshold > 0):
-            raise OptionsError(f"--threshold: {self.threshold} must be a number greater than 0 (in σ units)")
-        if not (math.isfinite(self.stddev_floor) and self.stddev_floor > 0):
-            raise OptionsError(f"--stddev-floor: {self.stddev_floor} must be a number greater than 0")
-        validate_topic("--alerts-topic", self.alerts_topic)
 
 
 # --- transforms (pure) --------------------------------------------------------------------------------------
@@ -150,35 +150,9 @@ def start(spark: SparkSession, opts: AnomalyOptions) -> StreamingQuery:
     return micro_batch.start(spark, plan(opts), opts.common)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    d = AnomalyOptions()
-    p = argparse.ArgumentParser(prog="spark_jobs.anomaly", description=__doc__.split("\n\n")[0])
-    add_common_arguments(p)
-    g = p.add_argument_group("anomaly job")
-    g.add_argument("--window", default=str(d.window), help="length of the windows statistics are taken over")
-    g.add_argument("--slide", default=str(d.slide), help="how often a window starts")
-    g.add_argument("--watermark", default=str(d.watermark), help="how late an event may arrive")
-    g.add_argument("--threshold", type=float, default=d.threshold, help="alert when |z| exceeds this many σ")
-    g.add_argument("--stddev-floor", type=float, default=d.stddev_floor, help="σ used when σ is null or 0")
-    g.add_argument("--alerts-topic", default=d.alerts_topic, help="topic the alerts go to")
-    return p
-
-
-def options_from(ns: argparse.Namespace) -> AnomalyOptions:
-    return AnomalyOptions(
-        common=common_options(ns),
-        window=Duration.parse(ns.window, flag="--window"),
-        slide=Duration.parse(ns.slide, flag="--slide"),
-        watermark=Duration.parse(ns.watermark, flag="--watermark"),
-        threshold=ns.threshold,
-        stddev_floor=ns.stddev_floor,
-        alerts_topic=ns.alerts_topic,
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the job with ``argv`` (default: the command line); the process exit code."""
-    return run_job(JOB, build_parser(), options_from, start, argv)
+    return run_job(JOB, AnomalyOptions, start, argv)
 
 
 if __name__ == "__main__":

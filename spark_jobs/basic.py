@@ -15,7 +15,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass, field
 
@@ -29,10 +28,9 @@ from spark_jobs.options import (
     FILE_FORMATS,
     CommonOptions,
     Duration,
-    OptionsError,
-    add_common_arguments,
+    check_fields,
     check_window,
-    common_options,
+    option,
     validate_topic,
 )
 from spark_jobs.runner import run_job
@@ -43,19 +41,21 @@ JOB = "basic"
 
 @dataclass(frozen=True)
 class BasicOptions:
+    """The basic job's settings, one flag each (see :func:`spark_jobs.options.option`)."""
+
     common: CommonOptions = field(default_factory=CommonOptions)
-    window: Duration = Duration(10_000)
-    slide: Duration = Duration(5_000)
-    watermark: Duration = Duration(10_000)
-    processed_topic: str = DEFAULT_TOPICS.processed
-    output_dir: str = "/tmp/sluice/output"
-    file_format: str = "parquet"
+    window: Duration = option(Duration(10_000), help="length of the per-device windows")
+    slide: Duration = option(Duration(5_000), help="how often a window starts")
+    watermark: Duration = option(Duration(10_000), help="how late an event may arrive")
+    processed_topic: str = option(
+        DEFAULT_TOPICS.processed, help="topic of the per-device windows", check=validate_topic
+    )
+    output_dir: str = option("/tmp/sluice/output", help="directory the event files are written under")
+    file_format: str = option("parquet", help="format of the event files", choices=FILE_FORMATS)
 
     def __post_init__(self) -> None:
+        check_fields(self)
         check_window("--window/--slide", self.window, self.slide)
-        validate_topic("--processed-topic", self.processed_topic)
-        if self.file_format not in FILE_FORMATS:
-            raise OptionsError(f"--file-format: {self.file_format!r} is not one of {', '.join(FILE_FORMATS)}")
 
 
 # --- transforms (pure) --------------------------------------------------------------------------------------
@@ -117,37 +117,9 @@ def start(spark: SparkSession, opts: BasicOptions) -> StreamingQuery:
     return micro_batch.start(spark, plan(opts), opts.common)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    d = BasicOptions()
-    p = argparse.ArgumentParser(prog="spark_jobs.basic", description=__doc__.split("\n\n")[0])
-    add_common_arguments(p)
-    g = p.add_argument_group("basic job")
-    g.add_argument("--window", default=str(d.window), help="length of the per-device windows")
-    g.add_argument("--slide", default=str(d.slide), help="how often a window starts")
-    g.add_argument("--watermark", default=str(d.watermark), help="how late an event may arrive")
-    g.add_argument("--processed-topic", default=d.processed_topic, help="topic of the per-device windows")
-    g.add_argument("--output-dir", default=d.output_dir, help="directory the event files are written under")
-    g.add_argument(
-        "--file-format", default=d.file_format, help=f"format of the event files: {', '.join(FILE_FORMATS)}"
-    )
-    return p
-
-
-def options_from(ns: argparse.Namespace) -> BasicOptions:
-    return BasicOptions(
-        common=common_options(ns),
-        window=Duration.parse(ns.window, flag="--window"),
-        slide=Duration.parse(ns.slide, flag="--slide"),
-        watermark=Duration.parse(ns.watermark, flag="--watermark"),
-        processed_topic=ns.processed_topic,
-        output_dir=ns.output_dir,
-        file_format=ns.file_format,
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the job with ``argv`` (default: the command line); the process exit code."""
-    return run_job(JOB, build_parser(), options_from, start, argv)
+    return run_job(JOB, BasicOptions, start, argv)
 
 
 if __name__ == "__main__":

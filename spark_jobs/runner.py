@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
-from spark_jobs.options import CommonOptions, parse_with
+from spark_jobs.options import CommonOptions, parse_options
 from spark_jobs.session import build_session
 
 _POLL_SECONDS = 0.5
@@ -93,7 +93,12 @@ def run(app_name: str, opts: CommonOptions, start: Callable[[SparkSession], list
     return 0
 
 
-def run_job(job: str, parser, options_from: Callable, start: Callable, argv: list[str] | None) -> int:
-    """A job's ``main``: parse ``argv`` into its options (bad flags exit 2), then :func:`run` its query."""
-    opts = parse_with(parser, options_from, argv)
+def run_job(job: str, options: type, start: Callable, argv: list[str] | None) -> int:
+    """A job's ``main``: parse ``argv`` into its ``options`` class (bad flags exit 2), then :func:`run` its query.
+
+    The parser is generated from the class (:func:`spark_jobs.options.build_parser`): ``spark_jobs.<job> --help``
+    opens with the first paragraph of the job module's docstring and lists the job's flags under "<job> job".
+    """
+    summary = (sys.modules[options.__module__].__doc__ or "").split("\n\n")[0]
+    opts = parse_options(options, argv, prog=f"spark_jobs.{job}", description=summary, group=f"{job} job")
     return run(f"sluice-{job}", opts.common, lambda spark: [start(spark, opts)])

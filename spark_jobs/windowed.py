@@ -17,7 +17,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass, field
 
@@ -31,9 +30,9 @@ from spark_jobs.options import (
     DEFAULT_TOPICS,
     CommonOptions,
     Duration,
-    add_common_arguments,
+    check_fields,
     check_window,
-    common_options,
+    option,
     validate_topic,
 )
 from spark_jobs.runner import run_job
@@ -45,19 +44,25 @@ AGGREGATIONS = ("tumbling", "sliding", "status")
 
 @dataclass(frozen=True)
 class WindowedOptions:
+    """The windowed job's settings, one flag each (see :func:`spark_jobs.options.option`)."""
+
     common: CommonOptions = field(default_factory=CommonOptions)
-    tumbling_window: Duration = Duration(10_000)
-    sliding_window: Duration = Duration(30_000)
-    sliding_slide: Duration = Duration(10_000)
-    status_window: Duration = Duration(3_600_000)
-    watermark: Duration = Duration(10_000)
-    windowed_topic: str = DEFAULT_TOPICS.windowed
+    tumbling_window: Duration = option(
+        Duration(10_000), help="length of the tumbling windows", check=check_window
+    )
+    sliding_window: Duration = option(Duration(30_000), help="length of the sliding windows")
+    sliding_slide: Duration = option(Duration(10_000), help="how often a sliding window starts")
+    status_window: Duration = option(
+        Duration(3_600_000), help="length of the per-status windows", check=check_window
+    )
+    watermark: Duration = option(Duration(10_000), help="how late an event may arrive")
+    windowed_topic: str = option(
+        DEFAULT_TOPICS.windowed, help="topic all three aggregations go to", check=validate_topic
+    )
 
     def __post_init__(self) -> None:
-        check_window("--tumbling-window", self.tumbling_window)
+        check_fields(self)
         check_window("--sliding-window/--sliding-slide", self.sliding_window, self.sliding_slide)
-        check_window("--status-window", self.status_window)
-        validate_topic("--windowed-topic", self.windowed_topic)
 
 
 # --- transforms (pure) --------------------------------------------------------------------------------------
@@ -135,35 +140,9 @@ def start(spark: SparkSession, opts: WindowedOptions) -> StreamingQuery:
     return micro_batch.start(spark, plan(opts), opts.common)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    d = WindowedOptions()
-    p = argparse.ArgumentParser(prog="spark_jobs.windowed", description=__doc__.split("\n\n")[0])
-    add_common_arguments(p)
-    g = p.add_argument_group("windowed job")
-    g.add_argument("--tumbling-window", default=str(d.tumbling_window), help="length of the tumbling windows")
-    g.add_argument("--sliding-window", default=str(d.sliding_window), help="length of the sliding windows")
-    g.add_argument("--sliding-slide", default=str(d.sliding_slide), help="how often a sliding window starts")
-    g.add_argument("--status-window", default=str(d.status_window), help="length of the per-status windows")
-    g.add_argument("--watermark", default=str(d.watermark), help="how late an event may arrive")
-    g.add_argument("--windowed-topic", default=d.windowed_topic, help="topic all three aggregations go to")
-    return p
-
-
-def options_from(ns: argparse.Namespace) -> WindowedOptions:
-    return WindowedOptions(
-        common=common_options(ns),
-        tumbling_window=Duration.parse(ns.tumbling_window, flag="--tumbling-window"),
-        sliding_window=Duration.parse(ns.sliding_window, flag="--sliding-window"),
-        sliding_slide=Duration.parse(ns.sliding_slide, flag="--sliding-slide"),
-        status_window=Duration.parse(ns.status_window, flag="--status-window"),
-        watermark=Duration.parse(ns.watermark, flag="--watermark"),
-        windowed_topic=ns.windowed_topic,
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the job with ``argv`` (default: the command line); the process exit code."""
-    return run_job(JOB, build_parser(), options_from, start, argv)
+    return run_job(JOB, WindowedOptions, start, argv)
 
 
 if __name__ == "__main__":

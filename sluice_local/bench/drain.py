@@ -7,9 +7,10 @@ starts on a fresh checkpoint and writes to fresh output topics, with the trigger
 span from the first micro-batch's start to the last one's end (start-up excluded), and the CPU seconds of this
 process and its JVM over the drain.
 
-It only uses what every version of the jobs has (``build_parser``, ``options_from``, ``start`` and
-``spark_jobs.session``), so the same runner measures the jobs before this change, checked out with ``git archive``
-and put first on ``PYTHONPATH``.
+It only uses what every version of the jobs has (the flags, ``start`` and ``spark_jobs.session``), so the same
+runner measures the jobs before this change, checked out with ``git archive`` and put first on ``PYTHONPATH``: their
+options are parsed by the job's own ``build_parser`` and ``options_from`` where it has them (the baseline), else by
+the parser generated from its options class.
 
 ``... drain ceiling --kind job|tumbling --events FILE ...`` runs the same transforms as a job (or the plain 10 s
 tumbling aggregation) as one batch job over a Parquet copy of the source topic, and writes the records the job must
@@ -24,6 +25,7 @@ import json
 import os
 import sys
 import time
+import typing
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +37,17 @@ from sluice_local.topics import TopicSpec, create_topics
 
 #: Per job: the flag naming its output topic.
 OUTPUT_FLAGS = {job.name: job.outputs[0].flag for job in components.JOBS}
+
+
+def job_options(module, flags: list[str]):
+    """The job's options from its flags, parsed as ``python -m spark_jobs.<job>`` parses them: by the job's own
+    ``build_parser`` and ``options_from`` where it has them (the baseline), else by the parser generated from the
+    options class its ``start`` takes."""
+    if hasattr(module, "options_from"):  # the jobs before their parsers were generated (the baseline)
+        return module.options_from(module.build_parser().parse_args(flags))
+    from spark_jobs.options import parse_options
+
+    return parse_options(typing.get_type_hints(module.start)["opts"], flags)
 
 
 def _timestamp(text: str) -> float:
@@ -69,9 +82,9 @@ def _drain(job: str, module, base_flags: list[str], *, work: Path, bootstrap: st
         "--dead-letter-topic", dead,
         "--query-prefix", f"{suffix}-",
     ]  # fmt: skip
-    if job == "basic":
+    if components.get(job).writes_files:
         flags += ["--output-dir", str(work / suffix / "output")]
-    opts = module.options_from(module.build_parser().parse_args(flags))
+    opts = job_options(module, flags)
     cpu_before = tree_cpu_seconds(os.getpid())
     started = module.start(spark, opts)
     queries = started if isinstance(started, list) else [started]
@@ -111,7 +124,7 @@ def _drain(job: str, module, base_flags: list[str], *, work: Path, bootstrap: st
 def _session(module, base_flags: list[str], app_name: str):
     from spark_jobs.session import build_session
 
-    opts = module.options_from(module.build_parser().parse_args(base_flags))
+    opts = job_options(module, base_flags)
     spark = build_session(app_name, opts.common)
     return spark
 
@@ -147,7 +160,7 @@ def run_ceiling(args: argparse.Namespace) -> dict:
 
     module = importlib.import_module(f"spark_jobs.{args.job}")
     spark = _session(module, args.flags, f"bench-ceiling-{args.job}")
-    opts = module.options_from(module.build_parser().parse_args(args.flags))
+    opts = job_options(module, args.flags)
     raw = spark.read.parquet(args.events)
 
     def run_once() -> None:
@@ -188,7 +201,7 @@ def run_dump(args: argparse.Namespace) -> dict:
     """Copy the source topic, as Spark's Kafka source reads it (headers included), into a Parquet file."""
     module = importlib.import_module(f"spark_jobs.{args.job}")
     spark = _session(module, args.flags, "bench-dump")
-    opts = module.options_from(module.build_parser().parse_args(args.flags))
+    opts = job_options(module, args.flags)
     raw = (
         spark.read.format("kafka")
         .option("kafka.bootstrap.servers", opts.common.bootstrap_servers)

@@ -18,14 +18,21 @@ Usage::
 from __future__ import annotations
 
 import json
-import math
 import random
 from bisect import bisect
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate
+from typing import Any
 
-from spark_jobs.options import DEFAULT_TOPICS, OptionsError, validate_topic
+from spark_jobs.options import (
+    DEFAULT_TOPICS,
+    OptionsError,
+    check_fields,
+    check_servers,
+    option,
+    validate_topic,
+)
 
 __all__ = [
     "ANOMALY_RANGE",
@@ -172,64 +179,60 @@ class _TimestampText:
 _MILLI_TEXT = tuple(f"{milli:03d}Z" for milli in range(1000))
 
 
-def _check_fraction(flag: str, value: float) -> None:
-    if not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
-        raise OptionsError(f"{flag}: {value} is not between 0 and 1")
+def _fraction(default: float, help: str) -> Any:
+    return option(default, help=help, minimum=0, maximum=1)
 
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """Every setting of the generator (one per CLI flag); invalid values raise naming the flag.
+    """Every setting of the generator, one flag each (:func:`spark_jobs.options.option`); bad values raise naming it.
 
     ``duration`` (seconds) and ``count`` (messages) bound the run; with neither it runs until stopped, with
     both it stops at whichever comes first. ``interval_ms`` is the spacing of event timestamps when
-    ``start_time`` is set; None means ``1000 / rate`` (or 10 ms when ``rate`` is 0).
+    ``start_time`` is set; None means ``1000 / rate`` (or 10 ms when ``rate`` is 0). The bounds are the operator's
+    spec's, but ``rate`` also takes 0 (as fast as possible: the benchmark).
     """
 
-    bootstrap_servers: str = "localhost:9092"
-    topic: str = DEFAULT_TOPICS.source
-    devices: int = 10
-    rate: float = 100.0
-    duration: float | None = None
-    count: int | None = None
-    anomaly_probability: float = 0.1
-    seed: int | None = None
-    start_time: datetime | None = None
-    interval_ms: float | None = None
-    late_fraction: float = 0.0
-    late_max_seconds: float = 60.0
-    malformed_fraction: float = 0.0
-    summary_file: str | None = None
-    message_timeout_ms: int = 30_000
+    bootstrap_servers: str = option("localhost:9092", help="Kafka bootstrap servers", check=check_servers)
+    topic: str = option(DEFAULT_TOPICS.source, help="topic to produce to", check=validate_topic)
+    devices: int = option(10, help="number of devices (device_001...)", minimum=1, maximum=100_000)
+    rate: float = option(100.0, help="events per second in total; 0 = flat out", minimum=0, maximum=1_000_000)
+    duration: float | None = option(None, help="stop after this many seconds", minimum=0)
+    count: int | None = option(None, help="stop after this many messages", minimum=0)
+    anomaly_probability: float = _fraction(
+        0.1, "probability that an event is an anomaly (value in [200, 500])"
+    )
+    seed: int | None = option(None, help="random seed; fixes the whole message sequence", minimum=0)
+    start_time: datetime | None = option(
+        None,
+        help="ISO-8601 time of the first event (e.g. 2024-01-01T00:00:00Z); event i is at "
+        "start + i * interval. Without it events carry the current UTC time",
+        parse=parse_timestamp,
+        show=format_timestamp,
+    )
+    interval_ms: float | None = option(
+        None,
+        help="milliseconds between event timestamps with --start-time (unset: 1000 / rate, or 10 if rate is 0)",
+        minimum=0,
+        exclusive_minimum=True,
+    )
+    late_fraction: float = _fraction(
+        0.0, "probability that an event's time is moved back by up to --late-max-seconds"
+    )
+    late_max_seconds: float = option(60.0, help="largest delay of a late event", minimum=0.001)
+    malformed_fraction: float = _fraction(
+        0.0, f"probability that a message is malformed instead ({', '.join(MALFORMED_KINDS)})"
+    )
+    summary_file: str | None = option(None, help="also write the final summary JSON to this file")
+    # librdkafka wants it above linger.ms (20 ms here); below 100 ms little could be delivered.
+    message_timeout_ms: int = option(
+        30_000,
+        help="a message not delivered within this time fails (bounds a run against an unreachable broker)",
+        minimum=100,
+    )
 
     def __post_init__(self) -> None:
-        if not self.bootstrap_servers.strip():
-            raise OptionsError("--bootstrap-servers: must not be empty (host:port[,host:port...])")
-        validate_topic("--topic", self.topic)
-        if self.devices < 1:
-            raise OptionsError(f"--devices: {self.devices} must be at least 1")
-        if not (math.isfinite(self.rate) and self.rate >= 0):
-            raise OptionsError(
-                f"--rate: {self.rate} must be a finite number of events per second, at least 0 "
-                "(0 = as fast as possible)"
-            )
-        if self.duration is not None and not (math.isfinite(self.duration) and self.duration >= 0):
-            raise OptionsError(f"--duration: {self.duration} must be a finite number of seconds, at least 0")
-        if self.count is not None and self.count < 0:
-            raise OptionsError(f"--count: {self.count} must be at least 0")
-        _check_fraction("--anomaly-probability", self.anomaly_probability)
-        _check_fraction("--late-fraction", self.late_fraction)
-        _check_fraction("--malformed-fraction", self.malformed_fraction)
-        if self.interval_ms is not None and not (math.isfinite(self.interval_ms) and self.interval_ms > 0):
-            raise OptionsError(f"--interval-ms: {self.interval_ms} must be a finite number greater than 0")
-        if not (math.isfinite(self.late_max_seconds) and self.late_max_seconds >= 0.001):
-            raise OptionsError(
-                f"--late-max-seconds: {self.late_max_seconds} must be a finite number of seconds, "
-                "at least 0.001 (one millisecond)"
-            )
-        if self.message_timeout_ms < 100:
-            # librdkafka wants it above linger.ms (20 ms here); below 100 ms little could be delivered.
-            raise OptionsError(f"--message-timeout-ms: {self.message_timeout_ms} must be at least 100")
+        check_fields(self)
         if self.start_time is not None and self.start_time.tzinfo is None:
             object.__setattr__(self, "start_time", self.start_time.replace(tzinfo=UTC))
 

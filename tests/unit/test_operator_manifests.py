@@ -10,10 +10,11 @@ from sluice_operator import checkpoints, components, lifecycle
 from sluice_operator import manifests as m
 from sluice_operator.spec import parse_spec
 
-from spark_jobs import anomaly, basic, windowed
-from spark_jobs.generator.__main__ import build_parser as generator_parser
-from spark_jobs.generator.__main__ import config_from
-from spark_jobs.options import Duration, Trigger
+from spark_jobs.anomaly import AnomalyOptions
+from spark_jobs.basic import BasicOptions
+from spark_jobs.generator.model import GeneratorConfig
+from spark_jobs.options import Duration, Trigger, parse_options
+from spark_jobs.windowed import WindowedOptions
 
 pytestmark = pytest.mark.unit
 
@@ -118,7 +119,7 @@ def test_basic_job_flags_parse_to_the_spec_values():
     container = p.manifest["spec"]["containers"][0]
     assert "command" not in container  # the image's entrypoint (tini) runs the program
     assert container["args"][:3] == ["python3", "-m", "spark_jobs.basic"]
-    opts = basic.options_from(basic.build_parser().parse_args(flags(container)))
+    opts = parse_options(BasicOptions, flags(container))
     assert (opts.window, opts.slide, opts.file_format) == (Duration(20_000), Duration(10_000), "json")
     assert opts.common.bootstrap_servers == "kafka.data:9092" and opts.common.trigger == Trigger(
         interval=Duration(2000)
@@ -141,27 +142,21 @@ def test_basic_job_flags_parse_to_the_spec_values():
 
 
 def test_windowed_and_anomaly_flags_parse_to_the_spec_values():
-    w = windowed.options_from(
-        windowed.build_parser().parse_args(flags(plan("windowed").manifest["spec"]["containers"][0]))
-    )
+    w = parse_options(WindowedOptions, flags(plan("windowed").manifest["spec"]["containers"][0]))
     assert (w.tumbling_window, w.sliding_window, w.status_window) == (
         Duration(10_000),
         Duration(30_000),
         Duration(3_600_000),
     )
     assert w.common.max_offsets_per_trigger == 20000
-    a = anomaly.options_from(
-        anomaly.build_parser().parse_args(
-            flags(plan("anomaly", generation=2).manifest["spec"]["containers"][0])
-        )
-    )
+    a = parse_options(AnomalyOptions, flags(plan("anomaly", generation=2).manifest["spec"]["containers"][0]))
     assert (a.threshold, a.alerts_topic, a.common.output_mode) == (2.5, "alerts-v2", "update")
     assert a.common.checkpoint_root == "/var/lib/sluice/checkpoints/anomaly/g2"
 
 
 def test_generator_flags_parse_to_the_spec_values():
     args = flags(plan("generator").manifest["spec"]["containers"][0])
-    config = config_from(generator_parser().parse_args(args))
+    config = parse_options(GeneratorConfig, args)
     assert (config.rate, config.devices, config.seed, config.malformed_fraction) == (250.0, 4, 9, 0.01)
     assert config.topic == "stream_data_topic" and config.duration is None and config.count is None
     assert all(v["name"] != "state" for v in plan("generator").manifest["spec"]["volumes"])
@@ -222,7 +217,7 @@ def test_existing_claim_is_shared_under_the_pipelines_own_directory():
     assert state == {"name": "state", "mountPath": "/var/lib/sluice"}
     (volume,) = [v for v in pod["volumes"] if v["name"] == "state"]
     assert volume["persistentVolumeClaim"]["claimName"] == "spark-shared"
-    opts = windowed.options_from(windowed.build_parser().parse_args(flags(pod["containers"][0])))
+    opts = parse_options(WindowedOptions, flags(pod["containers"][0]))
     assert opts.common.master == "spark://sluice-spark-master:7077"
     assert opts.common.checkpoint_root == "/var/lib/sluice/team-a/demo/checkpoints/windowed/g0"
     assert ("spark.driver.host", "$(SPARK_DRIVER_HOST)") in opts.common.spark_conf

@@ -6,7 +6,10 @@ from __future__ import annotations
 import pytest
 
 from spark_jobs import anomaly, basic, windowed
-from spark_jobs.options import DEFAULT_TOPICS, Duration, OptionsError, Trigger
+from spark_jobs.anomaly import AnomalyOptions
+from spark_jobs.basic import BasicOptions
+from spark_jobs.options import DEFAULT_TOPICS, Duration, OptionsError, Trigger, parse_options
+from spark_jobs.windowed import WindowedOptions
 
 pytestmark = pytest.mark.unit
 
@@ -39,10 +42,10 @@ def test_triggers():
 
 
 def test_lab_defaults():
-    b = basic.options_from(basic.build_parser().parse_args([]))
+    b = parse_options(BasicOptions, [])
     assert (b.window, b.slide, b.watermark) == (Duration(10_000), Duration(5_000), Duration(10_000))
     assert b.processed_topic == "processed_data_topic" and b.common.source_topic == "stream_data_topic"
-    w = windowed.options_from(windowed.build_parser().parse_args([]))
+    w = parse_options(WindowedOptions, [])
     assert (w.tumbling_window, w.sliding_window, w.sliding_slide, w.status_window) == (
         Duration(10_000),
         Duration(30_000),
@@ -50,7 +53,7 @@ def test_lab_defaults():
         Duration(3_600_000),
     )
     assert w.windowed_topic == "windowed_results_topic"
-    a = anomaly.options_from(anomaly.build_parser().parse_args([]))
+    a = parse_options(AnomalyOptions, [])
     assert (a.window, a.slide, a.watermark, a.threshold, a.stddev_floor) == (
         Duration(30_000),
         Duration(10_000),
@@ -114,9 +117,7 @@ def test_bad_flags_exit_2_with_a_message(module, argv, message, capsys):
 
 
 def test_spark_conf_pairs():
-    opts = basic.options_from(
-        basic.build_parser().parse_args(
-            ["--spark-conf", "spark.driver.memory=2g", "--spark-conf", "spark.x=a=b"]
-        )
+    opts = parse_options(
+        BasicOptions, ["--spark-conf", "spark.driver.memory=2g", "--spark-conf", "spark.x=a=b"]
     )
     assert opts.common.spark_conf == (("spark.driver.memory", "2g"), ("spark.x", "a=b"))
