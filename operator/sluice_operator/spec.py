@@ -258,7 +258,11 @@ class SparkSpec:
     )
     conf: dict[str, str] = spec_field(
         default_factory=dict,
-        description="Extra Spark configuration passed as --conf key=value (settings the operator manages are refused).",
+        description=(
+            "Extra Spark configuration passed as --conf key=value: keys start with spark. (settings the operator "
+            "manages are refused)."
+        ),
+        cel=(("self.all(k, k.startsWith('spark.'))", "every key of spark.conf must be a Spark setting (spark.*)"),),
     )
 
 
@@ -666,6 +670,12 @@ def semantic_problems(spec: PipelineSpec) -> list[str]:
         problems.append(
             "spec.checkpoints.existingClaim: standalone mode needs the shared volume the Spark workers mount "
             "(their executors write the state stores); set it, or use spark.mode: local"
+        )
+    foreign = sorted(k for k in spec.spark.conf if not k.startswith("spark."))
+    if foreign:
+        problems.append(
+            f"spec.spark.conf: {', '.join(foreign)} are not Spark settings; every key starts with spark. "
+            "(the jobs refuse others)"
         )
     managed = sorted(set(spec.spark.conf) & MANAGED_SPARK_CONF)
     if managed:

@@ -70,6 +70,7 @@ INVALID = [
     ("spark.driver.memory", "1 GB", "spec.spark.driver.memory"),
     ("spark.driver.cores", 0, "spec.spark.driver.cores"),
     ("spark.driver.cpuRequest", "half", "spec.spark.driver.cpuRequest"),
+    ("spark.conf", {"hadoop.fs.x": "1"}, "every key of spark.conf must be a Spark setting"),
     ("checkpoints.size", "lots", "spec.checkpoints.size"),
     ("checkpoints.accessModes", ["ReadOnlyMany"], "spec.checkpoints.accessModes[0]"),
     ("checkpoints.accessModes", [], "spec.checkpoints.accessModes"),

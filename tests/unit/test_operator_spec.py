@@ -125,6 +125,12 @@ def test_semantic_problems():
         for p in problems
     )
     assert any(p.startswith("spec.spark.conf: spark.master are set by the operator") for p in problems)
+    foreign = semantic_problems(
+        parse_spec({"spark": {"conf": {"hadoop.fs.x": "1", "spark.ui.enabled": "false"}}})
+    )
+    assert foreign == [
+        "spec.spark.conf: hadoop.fs.x are not Spark settings; every key starts with spark. (the jobs refuse others)"
+    ]
     off = {"enabled": False}
     none_on = parse_spec({"generator": off, "jobs": {"basic": off, "windowed": off, "anomaly": off}})
     assert semantic_problems(none_on) == [
