@@ -34,20 +34,6 @@ class ComponentRecord:
     fingerprint: str | None = None
     config_hash: str | None = None
 
-    @classmethod
-    def from_status(cls, data: dict | None) -> ComponentRecord:
-        """Read the record from ``status.components.<name>`` (missing fields take their defaults)."""
-        data = data or {}
-        nxt = data.get("nextRestart")
-        return cls(
-            restarts=int(data.get("restarts", 0)),
-            next_restart=datetime.fromisoformat(nxt) if nxt else None,
-            gave_up=bool(data.get("gaveUp", False)),
-            generation=int(data.get("checkpointGeneration", 0)),
-            fingerprint=data.get("stateFingerprint"),
-            config_hash=data.get("configHash"),
-        )
-
 
 @dataclass(frozen=True)
 class ObservedPod:

@@ -120,18 +120,3 @@ def test_checkpoint_generation_moves_only_when_the_fingerprint_changes():
     assert next_generation(record, "fp1") == (record, False)
     moved, reset = next_generation(record, "fp2")
     assert (moved.generation, moved.fingerprint, reset) == (1, "fp2", True)
-
-
-def test_record_from_status():
-    r = ComponentRecord.from_status(
-        {
-            "restarts": 2,
-            "nextRestart": "2024-01-01T00:00:10+00:00",
-            "checkpointGeneration": 3,
-            "stateFingerprint": "x",
-        }
-    )
-    assert r == ComponentRecord(
-        restarts=2, next_restart=T0 + timedelta(seconds=10), generation=3, fingerprint="x"
-    )
-    assert ComponentRecord.from_status(None) == ComponentRecord()
