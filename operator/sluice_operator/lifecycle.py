@@ -5,7 +5,7 @@ component's record in the pipeline's status, the spec and the clock, and :func:`
 
 * ``create`` — no pod, and none is waited for: create it;
 * ``delete`` — the pod must go (disabled, suspended, spec changed, or a failed pod whose backoff is over);
-* ``wait`` — nothing to do before ``requeue_after`` seconds (a restart backoff, a pod still terminating);
+* ``wait`` — nothing to do yet (a restart backoff, a pod still terminating);
 * ``keep`` — the pod is as it should be (or stays failed: restart policy Never, or the limit was reached).
 
 Restarts follow ``spec.restartPolicy``: a failed pod (or, with ``Always``, one that completed) is recreated after
@@ -34,20 +34,6 @@ class ComponentRecord:
     fingerprint: str | None = None
     config_hash: str | None = None
 
-    @classmethod
-    def from_status(cls, data: dict | None) -> ComponentRecord:
-        """Read the record from ``status.components.<name>`` (missing fields take their defaults)."""
-        data = data or {}
-        nxt = data.get("nextRestart")
-        return cls(
-            restarts=int(data.get("restarts", 0)),
-            next_restart=datetime.fromisoformat(nxt) if nxt else None,
-            gave_up=bool(data.get("gaveUp", False)),
-            generation=int(data.get("checkpointGeneration", 0)),
-            fingerprint=data.get("stateFingerprint"),
-            config_hash=data.get("configHash"),
-        )
-
 
 @dataclass(frozen=True)
 class ObservedPod:
@@ -67,7 +53,6 @@ class Decision:
     phase: str  # what status.components.<name>.phase says
     reason: str
     message: str
-    requeue_after: float | None = None
 
 
 def backoff_seconds(policy: RestartPolicy, restarts: int) -> int:
@@ -108,9 +93,7 @@ def decide(
         )
 
     if pod is not None and pod.terminating:
-        return Decision(
-            WAIT, record, "Terminating", "Terminating", f"{component}: waiting for its pod to go", 2.0
-        )
+        return Decision(WAIT, record, "Terminating", "Terminating", f"{component}: waiting for its pod to go")
 
     if pod is not None and pod.config_hash != desired_hash:
         fresh = replace(record, restarts=0, next_restart=None, gave_up=False, config_hash=desired_hash)
@@ -121,9 +104,7 @@ def decide(
     if pod is None:
         if record.next_restart is not None and now < record.next_restart:
             wait = (record.next_restart - now).total_seconds()
-            return Decision(
-                WAIT, record, "BackOff", "BackOff", f"{component}: restarting in {wait:.0f} s", max(wait, 0.5)
-            )
+            return Decision(WAIT, record, "BackOff", "BackOff", f"{component}: restarting in {wait:.0f} s")
         created = replace(record, next_restart=None, config_hash=desired_hash)
         return Decision(CREATE, created, "Pending", "Created", f"{component}: creating its pod")
 
@@ -152,13 +133,10 @@ def decide(
             "BackOff",
             "BackOff",
             f"{component}: pod {pod.phase.lower()}; restart {record.restarts + 1} in {delay} s",
-            float(delay),
         )
     if now < record.next_restart:
         wait = (record.next_restart - now).total_seconds()
-        return Decision(
-            WAIT, record, "BackOff", "BackOff", f"{component}: restarting in {wait:.0f} s", max(wait, 0.5)
-        )
+        return Decision(WAIT, record, "BackOff", "BackOff", f"{component}: restarting in {wait:.0f} s")
     restarted = replace(record, restarts=record.restarts + 1)
     return Decision(
         DELETE,

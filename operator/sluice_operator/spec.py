@@ -262,7 +262,12 @@ class SparkSpec:
             "Extra Spark configuration passed as --conf key=value: keys start with spark. (settings the operator "
             "manages are refused)."
         ),
-        cel=(("self.all(k, k.startsWith('spark.'))", "every key of spark.conf must be a Spark setting (spark.*)"),),
+        cel=(
+            (
+                "self.all(k, k.startsWith('spark.'))",
+                "every key of spark.conf must be a Spark setting (spark.*)",
+            ),
+        ),
     )
 
 

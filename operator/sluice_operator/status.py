@@ -1,8 +1,18 @@
-"""The pipeline's reported state: conditions with transition times, the phase, and ``jobsReady`` (pure)."""
+"""The pipeline's reported state (pure): each component's entry, conditions with transition times, the phase and
+``jobsReady``.
+
+:class:`ComponentStatus` is ``status.components.<name>``, read and written by one pair of methods;
+:func:`summarize` turns the components and the pass's other conditions into the phase, ``jobsReady`` and the
+JobsRunning and Ready conditions.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+
+from sluice_operator.lifecycle import ComponentRecord
 
 TOPICS_READY = "TopicsReady"
 CHECKPOINTS_READY = "CheckpointsReady"
@@ -58,3 +68,124 @@ def pipeline_phase(*, suspended: bool, phases: dict[str, str], enabled: list[str
     if any(s in {"GaveUp", "Failed", "BackOff", "Restarting"} for s in states):
         return "Degraded"
     return "Pending"
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    """``status.components.<name>``: the component's record, carried from one pass to the next, and what the
+    pass reports about its pod."""
+
+    record: ComponentRecord = field(default_factory=ComponentRecord)
+    pod: str | None = None
+    phase: str | None = None
+    message: str | None = None
+    last_start: datetime | None = None
+    checkpoint_path: str | None = None
+
+    def to_status(self) -> dict:
+        """The entry as written; every key is present, and ``None`` (null in the merge patch) removes the old value."""
+        r = self.record
+        return {
+            "restarts": r.restarts,
+            "nextRestart": _timestamp(r.next_restart),
+            "gaveUp": r.gave_up,
+            "checkpointGeneration": r.generation,
+            "stateFingerprint": r.fingerprint,
+            "configHash": r.config_hash,
+            "pod": self.pod,
+            "phase": self.phase,
+            "message": self.message,
+            "lastStart": _timestamp(self.last_start),
+            "checkpointPath": self.checkpoint_path,
+        }
+
+    @classmethod
+    def from_status(cls, data: Mapping | None) -> ComponentStatus:
+        """Read the entry as stored (missing fields take their defaults)."""
+        data = data or {}
+        record = ComponentRecord(
+            restarts=int(data.get("restarts", 0)),
+            next_restart=_parse_timestamp(data.get("nextRestart")),
+            gave_up=bool(data.get("gaveUp", False)),
+            generation=int(data.get("checkpointGeneration", 0)),
+            fingerprint=data.get("stateFingerprint"),
+            config_hash=data.get("configHash"),
+        )
+        return cls(
+            record=record,
+            pod=data.get("pod"),
+            phase=data.get("phase"),
+            message=data.get("message"),
+            last_start=_parse_timestamp(data.get("lastStart")),
+            checkpoint_path=data.get("checkpointPath"),
+        )
+
+
+def _timestamp(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _parse_timestamp(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The pipeline as a whole: its phase, ``jobsReady``, and the JobsRunning and Ready conditions."""
+
+    phase: str
+    jobs_ready: str
+    conditions: tuple[dict, ...]
+
+
+def summarize(
+    *,
+    suspended: bool,
+    components: Mapping[str, ComponentStatus],
+    enabled: Sequence[str],
+    conditions: Sequence[dict],
+    generation: int,
+) -> Summary:
+    """Sum up a pass: ``components`` as decided, ``conditions`` the pass's TopicsReady and CheckpointsReady.
+
+    JobsRunning says Suspended, RestartLimitReached (with the messages of the components that gave up), Running or
+    Starting; Ready is true when TopicsReady, CheckpointsReady and JobsRunning all are."""
+    phases = {c: s.phase for c, s in components.items() if s.phase}
+    running = jobs_ready(phases, list(enabled))
+    gave_up = [c for c in enabled if phases.get(c) == "GaveUp"]
+    if suspended:
+        jobs = condition(JOBS_RUNNING, False, "Suspended", "the pipeline is suspended", generation=generation)
+    elif gave_up:
+        jobs = condition(
+            JOBS_RUNNING,
+            False,
+            "RestartLimitReached",
+            "; ".join(components[c].message or "" for c in gave_up),
+            generation=generation,
+        )
+    else:
+        all_running = all(phases.get(c) == "Running" for c in enabled)
+        jobs = condition(
+            JOBS_RUNNING,
+            all_running,
+            "Running" if all_running else "Starting",
+            f"{running} components running",
+            generation=generation,
+        )
+    ready = all(
+        c["status"] == "True"
+        for c in [*conditions, jobs]
+        if c["type"] in {TOPICS_READY, CHECKPOINTS_READY, JOBS_RUNNING}
+    )
+    overall = condition(
+        READY,
+        ready,
+        "Ready" if ready else "NotReady",
+        "the pipeline is running" if ready else "see the other conditions",
+        generation=generation,
+    )
+    return Summary(
+        phase=pipeline_phase(suspended=suspended, phases=phases, enabled=list(enabled)),
+        jobs_ready=running,
+        conditions=(jobs, overall),
+    )

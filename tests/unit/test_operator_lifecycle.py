@@ -51,7 +51,8 @@ def test_failed_pod_is_restarted_after_backoff_until_the_limit():
     now = T0
     for attempt, delay in enumerate(expected_delays, start=1):
         d = step(failed, record, now=now)
-        assert (d.action, d.reason, d.requeue_after) == (WAIT, "BackOff", float(delay))
+        assert (d.action, d.reason) == (WAIT, "BackOff")
+        assert d.message == f"basic: pod failed; restart {attempt} in {delay} s"
         assert d.record.next_restart == now + timedelta(seconds=delay)
         record = d.record
         # still waiting one second before the deadline
@@ -79,7 +80,7 @@ def test_never_and_on_failure_leave_ended_pods_always_restarts_completed_ones():
     assert (d.action, d.phase) == (KEEP, "Succeeded")
     always = RestartPolicy(type="Always", backoff_seconds=5)
     d = step(ObservedPod("Succeeded", "h1"), ComponentRecord(), now=T0, policy=always)
-    assert (d.action, d.requeue_after) == (WAIT, 5.0)
+    assert (d.action, d.record.next_restart) == (WAIT, T0 + timedelta(seconds=5))
 
 
 def test_unlimited_attempts():
@@ -109,7 +110,8 @@ def test_suspend_and_disable_remove_the_pod():
 
 def test_terminating_pod_is_waited_for():
     d = step(ObservedPod("Running", "h1", terminating=True), ComponentRecord(), now=T0, desired="h2")
-    assert (d.action, d.requeue_after) == (WAIT, 2.0)
+    assert (d.action, d.phase, d.message) == (WAIT, "Terminating", "basic: waiting for its pod to go")
+    assert d.record == ComponentRecord()  # the spec change is taken up once the old pod is gone
 
 
 def test_checkpoint_generation_moves_only_when_the_fingerprint_changes():
@@ -118,18 +120,3 @@ def test_checkpoint_generation_moves_only_when_the_fingerprint_changes():
     assert next_generation(record, "fp1") == (record, False)
     moved, reset = next_generation(record, "fp2")
     assert (moved.generation, moved.fingerprint, reset) == (1, "fp2", True)
-
-
-def test_record_from_status():
-    r = ComponentRecord.from_status(
-        {
-            "restarts": 2,
-            "nextRestart": "2024-01-01T00:00:10+00:00",
-            "checkpointGeneration": 3,
-            "stateFingerprint": "x",
-        }
-    )
-    assert r == ComponentRecord(
-        restarts=2, next_restart=T0 + timedelta(seconds=10), generation=3, fingerprint="x"
-    )
-    assert ComponentRecord.from_status(None) == ComponentRecord()

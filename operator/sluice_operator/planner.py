@@ -1,0 +1,407 @@
+"""What one reconcile pass does to a pipeline, decided from what the pass observed: pure, so every rule is
+unit-tested.
+
+The handlers *read* (the spec; the topics, whose reconciliation is itself an action with a result; the checkpoint
+claim; the pods), :func:`decide` turns that into a :class:`Plan`, and the handlers *act* on it: the Events, the
+actions (each followed by the Event that reports it), the status patch, and a retry when Kafka was unreachable.
+
+A pass, in order:
+
+1. The spec: an invalid one gives phase Invalid, the Invalid condition and an InvalidSpec Event, nothing else.
+2. The topics: Kafka unreachable ends the pass (condition, Event, ``kafkaFailures`` + 1, a retry after a doubling
+   delay). A topic created or changed gets an Event; a refusal that stands gets one when it first appears.
+3. The checkpoint claim: created when absent (unless the spec names an existing claim); CheckpointsReady says
+   whether it is bound.
+4. Each component: a fresh checkpoint generation when its state fingerprint moved, then what
+   :func:`lifecycle.decide` says about its pod.
+5. The summary: phase, ``jobsReady``, JobsRunning and Ready (:func:`status.summarize`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from sluice_operator import checkpoints, lifecycle, manifests
+from sluice_operator import components as registry
+from sluice_operator import status as st
+from sluice_operator.spec import PipelineSpec, SpecError, parse_spec, semantic_problems
+
+NORMAL, WARNING = "Normal", "Warning"
+CREATE_CLAIM, CREATE_POD, DELETE_POD = "create_claim", "create_pod", "delete_pod"
+
+KAFKA_MAX_RETRY_DELAY = 300.0
+
+
+def kafka_retry_delay(base: float, failures: int) -> float:
+    """Seconds before the next try after ``failures`` consecutive passes found Kafka unreachable: doubling from
+    ``base``, at most five minutes."""
+    return min(base * 2 ** min(failures, 20), KAFKA_MAX_RETRY_DELAY)
+
+
+class TopicResult(Protocol):
+    """What reconciling one topic did or refused (the shape of ``kafka_admin.TopicResult``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def detail(self) -> str: ...
+    @property
+    def problem(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the pass found. When Kafka was unreachable, nothing else was looked at."""
+
+    kafka_unavailable: str | None = None  # why Kafka could not be reached
+    topics: Sequence[TopicResult] = ()  # what reconciling the topics did or refused
+    topic_error: str | None = None  # Kafka answered a request with an error
+    claim: Mapping | None = None  # the checkpoint claim as read; None: there is none
+    pods: Mapping[str, Mapping] = field(default_factory=dict)  # the pipeline's pods by component
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post about the pipeline."""
+
+    type: str  # NORMAL or WARNING
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Action:
+    """A change to the cluster, and the Event that reports it once it is made."""
+
+    kind: str  # CREATE_CLAIM, CREATE_POD or DELETE_POD
+    name: str  # of the claim or the pod
+    event: Event
+    manifest: Mapping | None = None  # what to create (the handlers adopt it first)
+    component: str | None = None  # whose pod it is
+
+
+@dataclass(frozen=True)
+class Retry:
+    """The pass could not finish: try again after ``delay`` seconds."""
+
+    message: str
+    delay: float
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a pass does: the actions in order, the other Events, the status patch, and what to remember.
+
+    (*) A component's entry is to be remembered once its action is made (at once when it has none), so that a
+    change that fails is decided again on the next pass, from the entry before it."""
+
+    status: dict  # written as it is (a merge patch: None removes a key)
+    actions: tuple[Action, ...] = ()
+    events: tuple[Event, ...] = ()
+    components: Mapping[str, st.ComponentStatus] = field(default_factory=dict)  # for the next pass (*)
+    reported: frozenset[str] = frozenset()  # standing topic refusals already told
+    retry: Retry | None = None
+
+
+def read_spec(data: Mapping | None) -> tuple[PipelineSpec | None, list[str]]:
+    """The parsed spec and what is wrong with it (empty when it can run); no spec when it does not parse."""
+    try:
+        spec = parse_spec(dict(data or {}))
+    except SpecError as exc:
+        return None, [str(exc)]
+    return spec, semantic_problems(spec)
+
+
+def decide(
+    *,
+    name: str,
+    namespace: str,
+    generation: int,
+    spec: PipelineSpec | None,
+    problems: Sequence[str],
+    observed: Observed | None,
+    status: Mapping,
+    remembered: Mapping[str, st.ComponentStatus],
+    reported: frozenset[str],
+    now: datetime,
+    kafka_retry_base: float,
+) -> Plan:
+    """The plan of one pass over pipeline ``namespace/name`` (see the module docstring for the steps).
+
+    ``spec`` and ``problems`` come from :func:`read_spec`; ``observed`` is None when the spec is invalid (nothing
+    is looked at then). ``status`` is the status in hand, which may be one patch behind: ``remembered`` (the
+    components as the last pass left them) and ``reported`` take precedence over it. ``kafka_retry_base`` is the
+    first retry delay when Kafka is unreachable."""
+    previous_conditions = status.get("conditions")
+    if problems or spec is None:
+        message = "; ".join(problems)
+        conditions = [
+            st.condition(st.INVALID, True, "InvalidSpec", message, generation=generation),
+            st.condition(st.READY, False, "InvalidSpec", message, generation=generation),
+        ]
+        return Plan(
+            status={
+                "observedGeneration": generation,
+                "phase": "Invalid",
+                "conditions": st.merge_conditions(previous_conditions, conditions, now=now),
+            },
+            events=(Event(WARNING, "InvalidSpec", message),),
+            components=remembered,
+            reported=reported,
+        )
+    if observed is None:
+        raise ValueError("a valid spec needs what the pass observed")
+
+    valid = st.condition(st.INVALID, False, "Valid", "the spec is valid", generation=generation)
+    if observed.kafka_unavailable is not None:
+        failures = int(status.get("kafkaFailures") or 0)
+        delay = kafka_retry_delay(kafka_retry_base, failures)
+        why = observed.kafka_unavailable
+        conditions = [
+            valid,
+            st.condition(st.TOPICS_READY, False, "KafkaUnavailable", why, generation=generation),
+            st.condition(st.READY, False, "KafkaUnavailable", "waiting for Kafka", generation=generation),
+        ]
+        return Plan(
+            status={
+                "observedGeneration": generation,
+                "phase": status.get("phase") or "Pending",
+                "conditions": st.merge_conditions(previous_conditions, conditions, now=now),
+                "kafkaFailures": failures + 1,
+            },
+            events=(Event(WARNING, "KafkaUnavailable", why),),
+            components=remembered,
+            reported=reported,
+            retry=Retry(f"Kafka is unreachable; retrying in {delay:g} s", delay),
+        )
+
+    out: dict = {"observedGeneration": generation}
+    if observed.topic_error is not None:
+        events = [Event(WARNING, "TopicError", observed.topic_error)]
+        topics = st.condition(
+            st.TOPICS_READY, False, "TopicError", observed.topic_error, generation=generation
+        )
+    else:
+        events, reported = _topic_events(observed.topics, reported)
+        topics = _topics_condition(observed.topics, generation=generation)
+        out["topics"] = {
+            role: {"name": t.name, "partitions": t.partitions} for role, t in spec.kafka.topics.all()
+        }
+    out["kafkaFailures"] = 0
+
+    claim_action, claim, claim_condition = _claim(
+        name=name, namespace=namespace, spec=spec, found=observed.claim, generation=generation
+    )
+    out["checkpointClaim"] = claim
+    actions = [claim_action] if claim_action else []
+
+    enabled = [c.name for c in registry.enabled(spec)]
+    old_components = status.get("components") or {}
+    components: dict[str, st.ComponentStatus] = {}
+    for declared in registry.COMPONENTS:
+        component = declared.name
+        previous = remembered.get(component) or st.ComponentStatus.from_status(old_components.get(component))
+        entry, action, notices = _component(
+            declared,
+            name=name,
+            namespace=namespace,
+            spec=spec,
+            wanted=component in enabled,
+            pod=observed.pods.get(component),
+            previous=previous,
+            now=now,
+        )
+        components[component] = entry
+        actions += [action] if action else []
+        events += notices
+
+    passed = [valid, topics, claim_condition]
+    summary = st.summarize(
+        suspended=spec.suspend,
+        components=components,
+        enabled=enabled,
+        conditions=passed,
+        generation=generation,
+    )
+    out.update(
+        phase=summary.phase,
+        jobsReady=summary.jobs_ready,
+        components={c: entry.to_status() for c, entry in components.items()},
+        conditions=st.merge_conditions(previous_conditions, [*passed, *summary.conditions], now=now),
+    )
+    return Plan(
+        status=out,
+        actions=tuple(actions),
+        events=tuple(events),
+        components=components,
+        reported=reported,
+    )
+
+
+def _camel(action: str) -> str:
+    return "".join(p.capitalize() for p in action.split("_"))
+
+
+def _topic_events(
+    results: Sequence[TopicResult], reported: frozenset[str]
+) -> tuple[list[Event], frozenset[str]]:
+    """An Event per topic created or changed, and one for a refusal unless it was told before; the refusals told
+    so far. A refusal is remembered by the message of all of the pass's refusals."""
+    message = "; ".join(f"topic {r.name}: {r.detail}" for r in results if r.problem)
+    told = set(reported)
+    events = []
+    for r in results:
+        if r.action == "unchanged" or (r.problem and message in told):
+            continue
+        if r.problem:
+            told.add(message)
+        events.append(
+            Event(WARNING if r.problem else NORMAL, _camel(r.action), f"topic {r.name}: {r.detail}")
+        )
+    return events, frozenset(told)
+
+
+def _topics_condition(results: Sequence[TopicResult], *, generation: int) -> dict:
+    problems = [r for r in results if r.problem]
+    if not problems:
+        return st.condition(
+            st.TOPICS_READY, True, "TopicsReady", "all topics exist as specified", generation=generation
+        )
+    reason = (
+        "PartitionDecreaseRefused"
+        if any(r.action == "partitions_decrease_refused" for r in problems)
+        else "ReplicationMismatch"
+    )
+    message = "; ".join(f"topic {r.name}: {r.detail}" for r in problems)
+    return st.condition(st.TOPICS_READY, False, reason, message, generation=generation)
+
+
+def _claim(
+    *, name: str, namespace: str, spec: PipelineSpec, found: Mapping | None, generation: int
+) -> tuple[Action | None, str, dict]:
+    """Whether to create the checkpoint claim, its name, and the CheckpointsReady condition."""
+    claim = manifests.claim_name(pipeline=name, spec=spec)
+    pvc = manifests.checkpoint_pvc(pipeline=name, namespace=namespace, spec=spec)
+    action = None
+    if found is None and pvc is not None:
+        action = Action(
+            CREATE_CLAIM,
+            claim,
+            Event(NORMAL, "CheckpointsCreated", f"created PersistentVolumeClaim {claim}"),
+            pvc,
+        )
+        found = {"status": {"phase": "Pending"}}  # what the API server answers for a claim just created
+    phase = ((found or {}).get("status") or {}).get("phase")
+    if found is None:
+        condition = st.condition(
+            st.CHECKPOINTS_READY,
+            False,
+            "ClaimNotFound",
+            f"PersistentVolumeClaim {claim} does not exist",
+            generation=generation,
+        )
+    elif phase == "Bound":
+        condition = st.condition(
+            st.CHECKPOINTS_READY, True, "Bound", f"{claim} is bound", generation=generation
+        )
+    else:
+        condition = st.condition(
+            st.CHECKPOINTS_READY,
+            False,
+            "Pending",
+            f"{claim} is {phase or 'not bound yet'}",
+            generation=generation,
+        )
+    return action, claim, condition
+
+
+def _observed_pod(pod: Mapping | None) -> lifecycle.ObservedPod | None:
+    if pod is None:
+        return None
+    meta = pod["metadata"]
+    return lifecycle.ObservedPod(
+        phase=(pod.get("status") or {}).get("phase", "Pending"),
+        config_hash=(meta.get("annotations") or {}).get(manifests.ANNOTATION_CONFIG_HASH),
+        terminating=meta.get("deletionTimestamp") is not None,
+    )
+
+
+def _component(
+    declared: registry.Component,
+    *,
+    name: str,
+    namespace: str,
+    spec: PipelineSpec,
+    wanted: bool,
+    pod: Mapping | None,
+    previous: st.ComponentStatus,
+    now: datetime,
+) -> tuple[st.ComponentStatus, Action | None, list[Event]]:
+    """One component's entry after this pass, the action on its pod, and the Events that are not an action's."""
+    component = declared.name
+    record = previous.record
+    notices: list[Event] = []
+    if declared.stateful:
+        fingerprint = checkpoints.state_fingerprint(spec=spec, component=declared)
+        earlier = record.fingerprint
+        record, moved = lifecycle.next_generation(record, fingerprint)
+        if moved:
+            old = checkpoints.checkpoint_root(
+                root=checkpoints.state_root(spec=spec, namespace=namespace, pipeline=name),
+                job=component,
+                generation=record.generation - 1,
+            )
+            message = checkpoints.reset_message(
+                job=component, earlier_fingerprint=earlier, old_checkpoint=old
+            )
+            notices.append(Event(WARNING, "CheckpointReset", message))
+    plan = manifests.pod_plan(
+        pipeline=name, namespace=namespace, spec=spec, component=declared, generation=record.generation
+    )
+    decision = lifecycle.decide(
+        component=component,
+        wanted=wanted,
+        suspended=spec.suspend,
+        desired_hash=plan.config_hash,
+        pod=_observed_pod(pod),
+        record=record,
+        policy=spec.restart_policy,
+        now=now,
+    )
+    pod_name = plan.manifest["metadata"]["name"]
+    action = None
+    last_start = previous.last_start
+    if decision.action == lifecycle.CREATE:
+        action = Action(
+            CREATE_POD,
+            pod_name,
+            Event(NORMAL, "PodCreated", f"{component}: created pod {pod_name}"),
+            plan.manifest,
+            component,
+        )
+        last_start = now
+    elif decision.action == lifecycle.DELETE and pod is not None:
+        action = Action(
+            DELETE_POD,
+            pod["metadata"]["name"],
+            Event(NORMAL, decision.reason, decision.message),
+            component=component,
+        )
+    elif decision.reason == "RestartLimitReached" and not record.gave_up:
+        notices.append(Event(WARNING, decision.reason, decision.message))
+    elif decision.reason == "BackOff" and record.next_restart is None:
+        notices.append(Event(WARNING, "BackOff", decision.message))
+    entry = st.ComponentStatus(
+        record=decision.record,
+        pod=pod_name if pod is not None or decision.action == lifecycle.CREATE else None,
+        phase=decision.phase,
+        message=decision.message,
+        last_start=last_start,
+        checkpoint_path=plan.checkpoint_path,
+    )
+    return entry, action, notices

@@ -1,0 +1,435 @@
+"""One reconcile pass decided from what it observed: the plan's actions, Events and status, worked out by hand.
+
+The pods a scenario observes are built with the manifests' own builder (as the operator would have created them);
+everything a test expects of the plan is written out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sluice_operator import components, manifests, planner
+from sluice_operator.kafka_admin import TopicResult
+from sluice_operator.lifecycle import ComponentRecord
+from sluice_operator.planner import (
+    CREATE_CLAIM,
+    CREATE_POD,
+    DELETE_POD,
+    NORMAL,
+    WARNING,
+    Event,
+    Observed,
+    Retry,
+)
+from sluice_operator.spec import parse_spec
+from sluice_operator.status import ComponentStatus
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+RAW = {
+    "kafka": {"bootstrapServers": "kafka:9092"},
+    "restartPolicy": {"backoffSeconds": 10, "maxBackoffSeconds": 30, "maxAttempts": 3},
+}
+SPEC = parse_spec(RAW)
+TOPICS = [
+    "stream_data_topic",
+    "processed_data_topic",
+    "windowed_results_topic",
+    "anomaly_alerts_topic",
+    "dead_letter_topic",
+]
+UNCHANGED = [TopicResult(t, "unchanged", "as specified") for t in TOPICS]
+BOUND = {"metadata": {"name": "lab-checkpoints"}, "status": {"phase": "Bound"}}
+COMPONENTS = ("generator", "basic", "windowed", "anomaly")
+
+
+def decide(observed: Observed | None, *, spec=SPEC, problems=(), **kw) -> planner.Plan:
+    args = dict(
+        name="lab",
+        namespace="team-a",
+        generation=1,
+        status={},
+        remembered={},
+        reported=frozenset(),
+        now=T0,
+        kafka_retry_base=15.0,
+    )
+    args.update(kw)
+    return planner.decide(spec=spec, problems=list(problems), observed=observed, **args)
+
+
+def pod(component: str, phase: str, *, spec=SPEC, generation: int = 0) -> dict:
+    """The component's pod as the operator creates it, in ``phase``."""
+    plan = manifests.pod_plan(
+        pipeline="lab",
+        namespace="team-a",
+        spec=spec,
+        component=components.get(component),
+        generation=generation,
+    )
+    return {**plan.manifest, "status": {"phase": phase}}
+
+
+def running(spec=SPEC, **phases: str) -> dict[str, dict]:
+    return {c: pod(c, phases.get(c, "Running"), spec=spec) for c in COMPONENTS}
+
+
+def conditions(plan: planner.Plan) -> list[tuple[str, str, str, str]]:
+    return [(c["type"], c["status"], c["reason"], c["message"]) for c in plan.status["conditions"]]
+
+
+def test_a_fresh_pipeline_gets_its_claim_and_a_pod_per_component():
+    created = TopicResult("stream_data_topic", "created", "created with 3 partitions, replication factor 1")
+    plan = decide(Observed(topics=[created, *UNCHANGED[1:]], claim=None, pods={}))
+
+    assert [(a.kind, a.name) for a in plan.actions] == [
+        (CREATE_CLAIM, "lab-checkpoints"),
+        (CREATE_POD, "lab-generator"),
+        (CREATE_POD, "lab-basic"),
+        (CREATE_POD, "lab-windowed"),
+        (CREATE_POD, "lab-anomaly"),
+    ]
+    assert [a.event for a in plan.actions] == [
+        Event(NORMAL, "CheckpointsCreated", "created PersistentVolumeClaim lab-checkpoints"),
+        Event(NORMAL, "PodCreated", "generator: created pod lab-generator"),
+        Event(NORMAL, "PodCreated", "basic: created pod lab-basic"),
+        Event(NORMAL, "PodCreated", "windowed: created pod lab-windowed"),
+        Event(NORMAL, "PodCreated", "anomaly: created pod lab-anomaly"),
+    ]
+    claim = plan.actions[0].manifest
+    assert (claim["kind"], claim["metadata"]["namespace"]) == ("PersistentVolumeClaim", "team-a")
+    assert [a.manifest["kind"] for a in plan.actions[1:]] == ["Pod"] * 4
+    assert plan.events == (
+        Event(NORMAL, "Created", "topic stream_data_topic: created with 3 partitions, replication factor 1"),
+    )
+    assert (plan.retry, plan.reported) == (None, frozenset())
+
+    status = plan.status
+    assert {
+        k: status[k] for k in ("observedGeneration", "kafkaFailures", "checkpointClaim", "phase", "jobsReady")
+    } == {
+        "observedGeneration": 1,
+        "kafkaFailures": 0,
+        "checkpointClaim": "lab-checkpoints",
+        "phase": "Pending",
+        "jobsReady": "0/4",
+    }
+    assert status["topics"] == {
+        "source": {"name": "stream_data_topic", "partitions": 3},
+        "processed": {"name": "processed_data_topic", "partitions": 1},
+        "windowed": {"name": "windowed_results_topic", "partitions": 1},
+        "alerts": {"name": "anomaly_alerts_topic", "partitions": 1},
+        "dead_letter": {"name": "dead_letter_topic", "partitions": 1},
+    }
+    assert conditions(plan) == [
+        ("TopicsReady", "True", "TopicsReady", "all topics exist as specified"),
+        ("CheckpointsReady", "False", "Pending", "lab-checkpoints is Pending"),  # a new claim is Pending
+        ("JobsRunning", "False", "Starting", "0/4 components running"),
+        ("Ready", "False", "NotReady", "see the other conditions"),
+        ("Invalid", "False", "Valid", "the spec is valid"),
+    ]
+    assert {c["lastTransitionTime"] for c in status["conditions"]} == {"2024-01-01T00:00:00Z"}
+    assert {c["observedGeneration"] for c in status["conditions"]} == {1}
+
+    basic = status["components"]["basic"]
+    created_hash = plan.actions[2].manifest["metadata"]["annotations"]["streaming.sluice.dev/config-hash"]
+    assert basic == {
+        "restarts": 0,
+        "nextRestart": None,
+        "gaveUp": False,
+        "checkpointGeneration": 0,
+        "stateFingerprint": basic["stateFingerprint"],
+        "configHash": created_hash,
+        "pod": "lab-basic",
+        "phase": "Pending",
+        "message": "basic: creating its pod",
+        "lastStart": "2024-01-01T00:00:00+00:00",
+        "checkpointPath": "/var/lib/sluice/checkpoints/basic/g0",
+    }
+    assert basic["stateFingerprint"].startswith("l2-") and len(basic["stateFingerprint"]) == 15
+    generator = status["components"]["generator"]
+    assert (generator["stateFingerprint"], generator["checkpointPath"], generator["pod"]) == (
+        None,
+        None,
+        "lab-generator",
+    )
+    # what the next pass starts from is what was written
+    assert {c: e.to_status() for c, e in plan.components.items()} == status["components"]
+
+
+def test_a_failed_pod_waits_out_its_backoff_then_is_replaced():
+    steady = decide(Observed(topics=UNCHANGED, claim=BOUND, pods=running()))
+    assert (steady.actions, steady.events, steady.status["phase"]) == ((), (), "Running")
+    assert conditions(steady)[3] == ("Ready", "True", "Ready", "the pipeline is running")
+
+    failed = running(basic="Failed")
+    first = decide(Observed(topics=UNCHANGED, claim=BOUND, pods=failed), remembered=steady.components)
+    assert first.actions == ()
+    assert first.events == (Event(WARNING, "BackOff", "basic: pod failed; restart 1 in 10 s"),)
+    basic = first.status["components"]["basic"]
+    assert (basic["phase"], basic["nextRestart"], basic["restarts"]) == (
+        "BackOff",
+        "2024-01-01T00:00:10+00:00",
+        0,
+    )
+    assert (first.status["phase"], first.status["jobsReady"]) == ("Degraded", "3/4")
+    assert conditions(first)[2] == ("JobsRunning", "False", "Starting", "3/4 components running")
+
+    # 4 s later, with a status in hand from before the backoff (one patch behind): the memo keeps the deadline,
+    # and the BackOff Event is not posted again
+    later = decide(
+        Observed(topics=UNCHANGED, claim=BOUND, pods=failed),
+        remembered=first.components,
+        status=steady.status,
+        now=T0 + timedelta(seconds=4),
+    )
+    assert (later.actions, later.events) == ((), ())
+    basic = later.status["components"]["basic"]
+    assert (basic["message"], basic["nextRestart"]) == (
+        "basic: restarting in 6 s",
+        "2024-01-01T00:00:10+00:00",
+    )
+
+    due = decide(
+        Observed(topics=UNCHANGED, claim=BOUND, pods=failed),
+        remembered=later.components,
+        now=T0 + timedelta(seconds=10),
+    )
+    assert [(a.kind, a.name, a.event) for a in due.actions] == [
+        (DELETE_POD, "lab-basic", Event(NORMAL, "Restarting", "basic: replacing its failed pod (restart 1)"))
+    ]
+    assert due.events == ()
+    basic = due.status["components"]["basic"]
+    assert (basic["phase"], basic["restarts"], basic["pod"]) == ("Restarting", 1, "lab-basic")
+
+    gone = {c: p for c, p in failed.items() if c != "basic"}
+    again = decide(
+        Observed(topics=UNCHANGED, claim=BOUND, pods=gone),
+        remembered=due.components,
+        now=T0 + timedelta(seconds=11),
+    )
+    assert [(a.kind, a.name, a.event) for a in again.actions] == [
+        (CREATE_POD, "lab-basic", Event(NORMAL, "PodCreated", "basic: created pod lab-basic"))
+    ]
+    basic = again.status["components"]["basic"]
+    assert (basic["restarts"], basic["nextRestart"], basic["phase"], basic["lastStart"]) == (
+        1,
+        None,
+        "Pending",
+        "2024-01-01T00:00:11+00:00",
+    )
+
+
+def test_the_restart_limit_is_told_once_and_named_by_the_jobs_running_condition():
+    failed = running(basic="Failed")
+    spent = {"basic": ComponentStatus(record=ComponentRecord(restarts=3))}
+    plan = decide(Observed(topics=UNCHANGED, claim=BOUND, pods=failed), remembered=spent)
+    message = "basic: failed after 3 restarts; not restarting again (restartPolicy.maxAttempts is 3)"
+    assert (plan.actions, plan.events) == ((), (Event(WARNING, "RestartLimitReached", message),))
+    assert conditions(plan)[2] == ("JobsRunning", "False", "RestartLimitReached", message)
+    assert (plan.status["phase"], plan.status["components"]["basic"]["gaveUp"]) == ("Degraded", True)
+
+    again = decide(Observed(topics=UNCHANGED, claim=BOUND, pods=failed), remembered=plan.components)
+    assert (again.actions, again.events) == ((), ())
+
+
+def test_suspend_removes_the_pods_and_then_waits():
+    suspended = parse_spec({**RAW, "suspend": True})
+    plan = decide(Observed(topics=UNCHANGED, claim=BOUND, pods=running()), spec=suspended)
+    assert [(a.kind, a.name, a.event) for a in plan.actions] == [
+        (DELETE_POD, f"lab-{c}", Event(NORMAL, "Suspended", f"{c}: removing its pod (suspended)"))
+        for c in COMPONENTS
+    ]
+    assert plan.events == ()
+    assert (plan.status["phase"], plan.status["jobsReady"]) == ("Suspended", "0/4")
+    assert conditions(plan)[2:4] == [
+        ("JobsRunning", "False", "Suspended", "the pipeline is suspended"),
+        ("Ready", "False", "NotReady", "see the other conditions"),
+    ]
+    assert plan.status["components"]["basic"]["pod"] == "lab-basic"
+
+    after = decide(
+        Observed(topics=UNCHANGED, claim=BOUND, pods={}), spec=suspended, remembered=plan.components
+    )
+    assert (after.actions, after.events) == ((), ())
+    basic = after.status["components"]["basic"]
+    assert (basic["phase"], basic["message"], basic["pod"]) == ("Suspended", "basic: suspended", None)
+
+
+def test_an_invalid_spec_is_reported_and_nothing_is_done():
+    spec, problems = planner.read_spec({**RAW, "spark": {"conf": {"spark.master": "local[1]"}}})
+    assert problems == [
+        "spec.spark.conf: spark.master are set by the operator (from spark.mode, spark.driver, spark.executor and "
+        "checkpoints); remove them from spark.conf"
+    ]
+    remembered = {"basic": ComponentStatus(record=ComponentRecord(restarts=2))}
+    plan = decide(None, spec=spec, problems=problems, remembered=remembered, reported=frozenset({"x"}))
+    message = problems[0]
+    assert plan.status == {
+        "observedGeneration": 1,
+        "phase": "Invalid",
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "False",
+                "reason": "InvalidSpec",
+                "message": message,
+                "observedGeneration": 1,
+                "lastTransitionTime": "2024-01-01T00:00:00Z",
+            },
+            {
+                "type": "Invalid",
+                "status": "True",
+                "reason": "InvalidSpec",
+                "message": message,
+                "observedGeneration": 1,
+                "lastTransitionTime": "2024-01-01T00:00:00Z",
+            },
+        ],
+    }
+    assert (plan.actions, plan.events) == ((), (Event(WARNING, "InvalidSpec", message),))
+    assert (plan.components, plan.reported, plan.retry) == (remembered, frozenset({"x"}), None)
+
+
+def test_a_spec_that_does_not_parse_is_invalid_too():
+    spec, problems = planner.read_spec({"kafka": {"topics": {"source": {"partitions": 0}}}})
+    assert (spec, problems) == (None, ["spec.kafka.topics.source.partitions: 0 must be at least 1"])
+    plan = decide(None, spec=None, problems=problems)
+    assert plan.status["phase"] == "Invalid"
+    assert plan.events == (
+        Event(WARNING, "InvalidSpec", "spec.kafka.topics.source.partitions: 0 must be at least 1"),
+    )
+
+
+def test_a_standing_topic_refusal_is_told_once():
+    refusal = TopicResult(
+        "stream_data_topic", "partitions_decrease_refused", "has 3 partitions; cannot decrease to 1"
+    )
+    observed = Observed(topics=[refusal, *UNCHANGED[1:]], claim=BOUND, pods=running())
+    first = decide(observed)
+    told = "topic stream_data_topic: has 3 partitions; cannot decrease to 1"
+    assert first.events == (Event(WARNING, "PartitionsDecreaseRefused", told),)
+    assert first.reported == frozenset({told})
+    assert conditions(first)[0] == ("TopicsReady", "False", "PartitionDecreaseRefused", told)
+    assert conditions(first)[3] == ("Ready", "False", "NotReady", "see the other conditions")
+    assert first.actions == ()
+
+    second = decide(observed, reported=first.reported, remembered=first.components)
+    assert (second.events, second.reported) == ((), frozenset({told}))
+    assert conditions(second)[0] == ("TopicsReady", "False", "PartitionDecreaseRefused", told)
+
+
+def test_a_replication_mismatch_and_a_raised_partition_count():
+    mismatch = TopicResult("anomaly_alerts_topic", "replication_mismatch", "has replication factor 1, not 3")
+    raised = TopicResult("processed_data_topic", "partitions_raised", "raised partitions from 1 to 2")
+    plan = decide(Observed(topics=[raised, mismatch], claim=BOUND, pods=running()))
+    assert plan.events == (
+        Event(NORMAL, "PartitionsRaised", "topic processed_data_topic: raised partitions from 1 to 2"),
+        Event(WARNING, "ReplicationMismatch", "topic anomaly_alerts_topic: has replication factor 1, not 3"),
+    )
+    assert conditions(plan)[0] == (
+        "TopicsReady",
+        "False",
+        "ReplicationMismatch",
+        "topic anomaly_alerts_topic: has replication factor 1, not 3",
+    )
+
+
+def test_kafka_unavailable_ends_the_pass_and_retries_later_and_later():
+    down = Observed(kafka_unavailable="Kafka at kafka:9092 did not answer within 5 s")
+    before = {
+        "phase": "Running",
+        "kafkaFailures": 2,
+        "conditions": [
+            {
+                "type": "TopicsReady",
+                "status": "True",
+                "reason": "TopicsReady",
+                "message": "all topics exist as specified",
+                "observedGeneration": 1,
+                "lastTransitionTime": "2023-12-31T00:00:00Z",
+            }
+        ],
+    }
+    remembered = {"basic": ComponentStatus(record=ComponentRecord(restarts=1))}
+    plan = decide(down, status=before, remembered=remembered, reported=frozenset({"x"}))
+    assert plan.retry == Retry("Kafka is unreachable; retrying in 60 s", 60.0)  # 15 s doubled twice
+    assert (plan.actions, plan.events) == (
+        (),
+        (Event(WARNING, "KafkaUnavailable", "Kafka at kafka:9092 did not answer within 5 s"),),
+    )
+    assert {k: v for k, v in plan.status.items() if k != "conditions"} == {
+        "observedGeneration": 1,
+        "phase": "Running",
+        "kafkaFailures": 3,
+    }
+    assert conditions(plan) == [
+        ("TopicsReady", "False", "KafkaUnavailable", "Kafka at kafka:9092 did not answer within 5 s"),
+        ("Ready", "False", "KafkaUnavailable", "waiting for Kafka"),
+        ("Invalid", "False", "Valid", "the spec is valid"),
+    ]
+    assert plan.status["conditions"][0]["lastTransitionTime"] == "2024-01-01T00:00:00Z"
+    assert (plan.components, plan.reported) == (remembered, frozenset({"x"}))
+
+    first = decide(down)
+    assert first.retry == Retry("Kafka is unreachable; retrying in 15 s", 15.0)
+    assert (first.status["phase"], first.status["kafkaFailures"]) == ("Pending", 1)
+    assert decide(down, status={"kafkaFailures": 9}).retry == Retry(
+        "Kafka is unreachable; retrying in 300 s", 300.0
+    )
+
+
+def test_a_topic_error_is_told_on_every_pass_and_the_pods_are_still_reconciled():
+    plan = decide(Observed(topic_error="topic x: Kafka refused: boom", claim=BOUND, pods={}))
+    assert plan.events == (Event(WARNING, "TopicError", "topic x: Kafka refused: boom"),)
+    assert [a.kind for a in plan.actions] == [CREATE_POD] * 4
+    assert conditions(plan)[0] == ("TopicsReady", "False", "TopicError", "topic x: Kafka refused: boom")
+    assert "topics" not in plan.status and plan.status["kafkaFailures"] == 0
+
+
+def test_an_existing_claim_is_never_created_and_must_be_bound():
+    shared = parse_spec({**RAW, "checkpoints": {"existingClaim": "shared"}})
+    missing = decide(Observed(topics=UNCHANGED, claim=None, pods=running(shared)), spec=shared)
+    assert missing.actions == ()
+    assert missing.status["checkpointClaim"] == "shared"
+    assert conditions(missing)[1] == (
+        "CheckpointsReady",
+        "False",
+        "ClaimNotFound",
+        "PersistentVolumeClaim shared does not exist",
+    )
+    bound = decide(
+        Observed(topics=UNCHANGED, claim={"status": {"phase": "Bound"}}, pods=running(shared)), spec=shared
+    )
+    assert conditions(bound)[1] == ("CheckpointsReady", "True", "Bound", "shared is bound")
+    unbound = decide(Observed(topics=UNCHANGED, claim={"metadata": {}}, pods=running(shared)), spec=shared)
+    assert conditions(unbound)[1] == ("CheckpointsReady", "False", "Pending", "shared is not bound yet")
+
+
+def test_a_window_change_moves_the_job_to_a_fresh_checkpoint_and_replaces_its_pod():
+    steady = decide(Observed(topics=UNCHANGED, claim=BOUND, pods=running()))
+    wider = parse_spec({**RAW, "jobs": {"basic": {"window": "1m", "slide": "30s"}}})
+    plan = decide(
+        Observed(topics=UNCHANGED, claim=BOUND, pods=running()),
+        spec=wider,
+        remembered=steady.components,
+        generation=2,
+    )
+    assert plan.events == (
+        Event(
+            WARNING,
+            "CheckpointReset",
+            "basic: its windows or source changed, so its state cannot be reused; it starts on a fresh checkpoint "
+            "from the earliest offsets (the old one stays at /var/lib/sluice/checkpoints/basic/g0)",
+        ),
+    )
+    assert [(a.kind, a.name, a.event) for a in plan.actions] == [
+        (DELETE_POD, "lab-basic", Event(NORMAL, "SpecChanged", "basic: the spec changed; replacing its pod"))
+    ]
+    basic = plan.status["components"]["basic"]
+    assert (basic["checkpointGeneration"], basic["checkpointPath"]) == (
+        1,
+        "/var/lib/sluice/checkpoints/basic/g1",
+    )
+    assert plan.status["components"]["windowed"]["checkpointGeneration"] == 0
