@@ -11,7 +11,7 @@ Usage::
 or from Python::
 
     with KafkaBroker() as broker:
-        create_topics(broker.bootstrap_servers, ["events"])
+        ensure_topics(broker.bootstrap_servers, [DesiredTopic("events")])
 """
 
 from __future__ import annotations

@@ -1,61 +1,20 @@
-"""Kafka topic helpers for the local runtime and tests: create topics, read end offsets, read every record.
+"""Reading Kafka topics, for the local runtime and tests: end offsets, every record, waiting for records.
 
-They use confluent_kafka's AdminClient and Consumer against any bootstrap address (e.g. a
-:class:`sluice_local.kafka_broker.KafkaBroker`).
+They use confluent_kafka's Consumer against any bootstrap address (e.g. a
+:class:`sluice_local.kafka_broker.KafkaBroker`). Topics are created by the operator's reconciler,
+:func:`sluice_operator.kafka_admin.ensure_topics`, here as in a cluster.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
-from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 
 
 class TopicError(RuntimeError):
-    """A topic could not be created, found or read in time; the message names the topic and the cause."""
-
-
-@dataclass(frozen=True)
-class TopicSpec:
-    """A topic to create: name, partition count, replication factor and topic-level config."""
-
-    name: str
-    partitions: int = 1
-    replication: int = 1
-    config: Mapping[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not self.name:
-            raise ValueError("a topic name must not be empty")
-        if self.partitions < 1:
-            raise ValueError(f"topic {self.name!r}: partitions must be >= 1, got {self.partitions}")
-        if self.replication < 1:
-            raise ValueError(f"topic {self.name!r}: replication must be >= 1, got {self.replication}")
-
-
-def _specs(
-    topics: Sequence[TopicSpec] | Sequence[str],
-    partitions: int,
-    replication: int,
-    config: Mapping[str, str] | None,
-) -> list[TopicSpec]:
-    specs: dict[str, TopicSpec] = {}
-    for topic in topics:
-        spec = (
-            topic
-            if isinstance(topic, TopicSpec)
-            else TopicSpec(topic, partitions, replication, dict(config or {}))
-        )
-        specs.setdefault(spec.name, spec)  # a name listed twice is created once
-    return list(specs.values())
-
-
-def _admin(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap})
+    """A topic could not be found or read in time; the message names the topic and the cause."""
 
 
 def _consumer(bootstrap: str) -> Consumer:
@@ -68,71 +27,6 @@ def _consumer(bootstrap: str) -> Consumer:
             "enable.partition.eof": False,
         }
     )
-
-
-def _ready(metadata: ClusterMetadata, name: str) -> bool:
-    topic = metadata.topics.get(name)
-    if topic is None or topic.error is not None or not topic.partitions:
-        return False
-    return all(p.leader >= 0 for p in topic.partitions.values())
-
-
-def create_topics(
-    bootstrap: str,
-    topics: Sequence[TopicSpec] | Sequence[str],
-    *,
-    partitions: int = 1,
-    replication: int = 1,
-    config: Mapping[str, str] | None = None,
-    timeout: float = 30.0,
-) -> None:
-    """Create ``topics`` (names or TopicSpecs) and wait until each has a leader for every partition.
-
-    Idempotent: a topic that already exists is left as it is. ``partitions``, ``replication`` and ``config``
-    apply to topics given by name. Raises TopicError on any other failure or after ``timeout`` seconds.
-    """
-    specs = _specs(topics, partitions, replication, config)
-    if not specs:
-        return
-    deadline = time.monotonic() + timeout
-    admin = _admin(bootstrap)
-    futures = admin.create_topics(
-        [
-            NewTopic(
-                s.name, num_partitions=s.partitions, replication_factor=s.replication, config=dict(s.config)
-            )
-            for s in specs
-        ],
-        operation_timeout=timeout,
-        request_timeout=timeout,
-    )
-    for name, future in futures.items():
-        try:
-            future.result(timeout=max(deadline - time.monotonic(), 0.1))
-        except KafkaException as exc:
-            error = exc.args[0]
-            if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
-                continue
-            raise TopicError(f"creating topic {name!r} on {bootstrap} failed: {error}") from exc
-        except TimeoutError as exc:
-            raise TopicError(
-                f"creating topic {name!r} on {bootstrap} did not finish within {timeout} s"
-            ) from exc
-
-    pending = [s.name for s in specs]
-    while True:
-        try:
-            metadata = admin.list_topics(timeout=max(min(5.0, deadline - time.monotonic()), 0.1))
-            pending = [name for name in pending if not _ready(metadata, name)]
-        except KafkaException:
-            pass  # retried until the deadline
-        if not pending:
-            return
-        if time.monotonic() >= deadline:
-            raise TopicError(
-                f"topics {pending} on {bootstrap} were created but have no leader after {timeout} s"
-            )
-        time.sleep(0.1)
 
 
 def _partitions(consumer: Consumer, bootstrap: str, topic: str, timeout: float) -> list[int]:

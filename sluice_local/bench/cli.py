@@ -47,6 +47,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sluice_operator import components
+from sluice_operator.kafka_admin import DesiredTopic, ensure_topics
 
 from sluice_local.artifacts import KAFKA_DIST, SPARK_VERSION, connector_jars, require_java, resolve
 from sluice_local.bench import latency, report
@@ -54,7 +55,7 @@ from sluice_local.bench.kafka_tools import consumer_performance, producer_perfor
 from sluice_local.bench.proc import CpuTimes, load_average, processor, run_to_end
 from sluice_local.bench.report import Figure
 from sluice_local.kafka_broker import KafkaBroker
-from sluice_local.topics import TopicSpec, create_topics, read_all
+from sluice_local.topics import read_all
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The commit whose jobs are the baseline ("before this change"), archived in bench/baseline/.
@@ -220,7 +221,7 @@ class Bench:
     # --- set-up --------------------------------------------------------------------------------------------
 
     def fill(self) -> None:
-        create_topics(self.bootstrap, [TopicSpec(self.events_topic, partitions=3)])
+        ensure_topics(self.bootstrap, [DesiredTopic(self.events_topic, partitions=3)], timeout=30)
         summary = self._generator(self.events_topic, self.plan.events, start_time="2024-01-01T00:00:00Z")
         self.invalid = sum(summary["malformed"].values())
         dump = self.work / "events.parquet"
@@ -357,7 +358,7 @@ class Bench:
 
     def _generator_round(self, round_: int) -> None:
         topic = self.topic(f"gen-r{round_}")
-        create_topics(self.bootstrap, [TopicSpec(topic, partitions=3)])
+        ensure_topics(self.bootstrap, [DesiredTopic(topic, partitions=3)], timeout=30)
         summary = self._generator(topic, self.plan.generator_events, start_time="2024-01-01T00:00:00Z")
         seconds = summary["duration_seconds"] + summary["flush_seconds"]
         self.runs.append(
@@ -374,7 +375,7 @@ class Bench:
 
     def _producer_performance_round(self, round_: int) -> None:
         topic = self.topic(f"pp-r{round_}")
-        create_topics(self.bootstrap, [TopicSpec(topic, partitions=3)])
+        ensure_topics(self.bootstrap, [DesiredTopic(topic, partitions=3)], timeout=30)
         steal = CpuTimes.read()
         run = producer_performance(
             bootstrap=self.bootstrap,
@@ -417,7 +418,7 @@ class Bench:
         output = self.topic(f"quix-r{round_}")
         # Quix stamps a window's record with the window's event time (2024 here): the broker's time-based retention
         # would delete them at its next check.
-        create_topics(self.bootstrap, [TopicSpec(output, config={"retention.ms": "-1"})])
+        ensure_topics(self.bootstrap, [DesiredTopic(output, config={"retention.ms": "-1"})], timeout=30)
         result_file = self.work / f"quix-r{round_}.json"
         script = Path(__file__).with_name("quix_tumbling.py")
         command = [
@@ -828,7 +829,7 @@ def run(plan: Plan, out: Path, *, quick: bool, keep_work: bool, bootstrap: str |
             _say(f"round {round_}{' (warm-up, not counted)' if round_ < bench.first_round else ''}")
             bench.round(round_, baseline)
         topic = bench.topic("gen-cpu")
-        create_topics(bench.bootstrap, [TopicSpec(topic, partitions=3)])
+        ensure_topics(bench.bootstrap, [DesiredTopic(topic, partitions=3)], timeout=30)
         generator_cpu = bench._generator(topic, 0, rate=1000, duration=plan.cpu_seconds)
         _say(
             f"generator at 1000/s: {generator_cpu['cpu_seconds'] / generator_cpu['duration_seconds']:.3f} cores"

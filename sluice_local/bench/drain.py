@@ -31,9 +31,9 @@ from datetime import datetime
 from pathlib import Path
 
 from sluice_operator import components
+from sluice_operator.kafka_admin import DesiredTopic, ensure_topics
 
 from sluice_local.bench.proc import tree_cpu_seconds
-from sluice_local.topics import TopicSpec, create_topics
 
 #: Per job: the flag naming its output topic.
 OUTPUT_FLAGS = {job.name: job.outputs[0].flag for job in components.JOBS}
@@ -74,7 +74,7 @@ def _drain(job: str, module, base_flags: list[str], *, work: Path, bootstrap: st
     """One drain on a fresh checkpoint, into fresh topics: its figures and where its outputs are."""
     suffix = f"{name}-{uuid.uuid4().hex[:6]}"
     output, dead = f"bench-{job}-out-{suffix}", f"bench-{job}-dlq-{suffix}"
-    create_topics(bootstrap, [TopicSpec(output), TopicSpec(dead)])
+    ensure_topics(bootstrap, [DesiredTopic(output), DesiredTopic(dead)], timeout=30)
     flags = [
         *base_flags,
         "--checkpoint-root", str(work / suffix / "checkpoints"),

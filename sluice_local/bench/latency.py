@@ -29,10 +29,11 @@ from datetime import datetime
 from pathlib import Path
 
 from sluice_operator import components
+from sluice_operator.kafka_admin import DesiredTopic, ensure_topics
 
 from sluice_local.job_process import job_environment, local_command
 from sluice_local.processes import kill_group
-from sluice_local.topics import TopicSpec, create_topics, read_all
+from sluice_local.topics import read_all
 
 #: The jobs' defaults (spark_jobs.*Options and the operator's spec): trigger, and per output the window length and
 #: the watermark delay, in seconds.
@@ -155,11 +156,12 @@ def run(
     source = f"bench-latency-src-{suffix}"
     outputs = {job.name: f"bench-latency-{job.name}-{suffix}" for job in components.JOBS}
     append_time = {"message.timestamp.type": "LogAppendTime"}
-    create_topics(
+    ensure_topics(
         bootstrap,
-        [TopicSpec(source, partitions=3)]
-        + [TopicSpec(t, config=append_time) for t in outputs.values()]
-        + [TopicSpec(f"bench-latency-dlq-{suffix}")],
+        [DesiredTopic(source, partitions=3)]
+        + [DesiredTopic(t, config=append_time) for t in outputs.values()]
+        + [DesiredTopic(f"bench-latency-dlq-{suffix}")],
+        timeout=30,
     )
     children = []
     try:

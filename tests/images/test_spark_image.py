@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 from containers import docker, http_get, run_to_end, started, wait_for
+from sluice_operator.kafka_admin import DesiredTopic, ensure_topics
 
 from sluice_local.kafka_broker import KafkaBroker
 from sluice_local.processes import free_ports
-from sluice_local.topics import TopicSpec, create_topics, end_offsets, read_all
+from sluice_local.topics import end_offsets, read_all
 
 pytestmark = pytest.mark.images
 
@@ -78,7 +79,7 @@ def test_spark_image_runs_as_spark_user_with_the_connector_in_pyspark(images):
 
 def _topic(broker: KafkaBroker, role: str) -> str:
     name = f"images-{role}-{uuid.uuid4().hex[:8]}"
-    create_topics(broker.bootstrap_servers, [TopicSpec(name)])
+    ensure_topics(broker.bootstrap_servers, [DesiredTopic(name)], timeout=30)
     return name
 
 

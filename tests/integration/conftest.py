@@ -7,9 +7,9 @@ import uuid
 from collections.abc import Callable, Mapping
 
 import pytest
+from sluice_operator.kafka_admin import DesiredTopic, ensure_topics
 
 from sluice_local.kafka_broker import KafkaBroker
-from sluice_local.topics import TopicSpec, create_topics
 
 
 @pytest.fixture
@@ -24,9 +24,10 @@ def topic_factory(kafka_broker: KafkaBroker, request: pytest.FixtureRequest) -> 
     ) -> str:
         base = re.sub(r"[^a-zA-Z0-9._-]+", "-", prefix or request.node.name)[:180]
         name = f"{base}-{uuid.uuid4().hex[:8]}"
-        create_topics(
+        ensure_topics(
             kafka_broker.bootstrap_servers,
-            [TopicSpec(name, partitions=partitions, config=dict(config or {}))],
+            [DesiredTopic(name, partitions=partitions, config=dict(config or {}))],
+            timeout=30,
         )
         return name
 

@@ -23,9 +23,10 @@ from confluent_kafka import KafkaError, Message, Producer
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 from reference import Event, Parsed, Windowing, seconds
+from sluice_operator.kafka_admin import DesiredTopic, ensure_topics
 
 from sluice_local.kafka_broker import KafkaBroker
-from sluice_local.topics import TopicSpec, create_topics, end_offsets, read_all
+from sluice_local.topics import end_offsets, read_all
 from spark_jobs import anomaly, basic, windowed
 from spark_jobs.anomaly import AnomalyOptions
 from spark_jobs.basic import BasicOptions
@@ -120,7 +121,7 @@ def _header(message: Message, name: str) -> bytes | None:
 
 def _new_topic(broker: KafkaBroker, prefix: str, partitions: int = 1) -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    create_topics(broker.bootstrap_servers, [TopicSpec(name, partitions=partitions)])
+    ensure_topics(broker.bootstrap_servers, [DesiredTopic(name, partitions=partitions)], timeout=30)
     return name
 
 

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AdminClient
+from sluice_operator.kafka_admin import DesiredTopic, KafkaAdminError, ensure_topics
 
 from sluice_local.kafka_broker import BrokerError, KafkaBroker
-from sluice_local.topics import TopicError, TopicSpec, create_topics, end_offsets, read_all
+from sluice_local.topics import TopicError, end_offsets, read_all
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +57,7 @@ def test_broker_serves_metadata_on_loopback(kafka_broker: KafkaBroker) -> None:
 def test_produce_and_read_back_across_partitions(kafka_broker: KafkaBroker) -> None:
     bootstrap = kafka_broker.bootstrap_servers
     topic = f"roundtrip-{uuid.uuid4().hex[:8]}"
-    create_topics(bootstrap, [TopicSpec(topic, partitions=3)])
+    ensure_topics(bootstrap, [DesiredTopic(topic, partitions=3)], timeout=30)
     records = [(f"k{i % 7}".encode(), f"v{i}".encode()) for i in range(60)]
     assert _produce(bootstrap, topic, records) == []
 
@@ -86,12 +87,12 @@ def test_read_all_ignores_records_after_the_call(
     assert [m.value() for m in read_all(bootstrap, topic)] == [b"1", b"2", b"3"]
 
 
-def test_create_topics_is_idempotent_and_accepts_names(kafka_broker: KafkaBroker) -> None:
+def test_topics_made_by_the_reconciler_are_ready_to_read_and_made_once(kafka_broker: KafkaBroker) -> None:
     bootstrap = kafka_broker.bootstrap_servers
     names = [f"idem-{uuid.uuid4().hex[:8]}" for _ in range(2)]
-    create_topics(bootstrap, names, partitions=2, config={"retention.ms": "3600000"})
-    create_topics(bootstrap, names, partitions=2)  # already there: fine
-    create_topics(bootstrap, [TopicSpec(names[0], partitions=5)])  # an existing topic is left as it is
+    topics = [DesiredTopic(n, partitions=2, config={"retention.ms": "3600000"}) for n in names]
+    assert {r.action for r in ensure_topics(bootstrap, topics, timeout=30)} == {"created"}
+    assert {r.action for r in ensure_topics(bootstrap, topics, timeout=30)} == {"unchanged"}  # already there
     assert set(names) <= _topics(bootstrap)
     assert end_offsets(bootstrap, names[0]) == {0: 0, 1: 0}
 
@@ -101,8 +102,12 @@ def test_empty_topic_reads_as_empty(topic_factory: Callable[..., str], kafka_bro
 
 
 def test_invalid_topic_config_is_reported(kafka_broker: KafkaBroker) -> None:
-    with pytest.raises(TopicError, match="creating topic 'bad-config"):
-        create_topics(kafka_broker.bootstrap_servers, ["bad-config"], config={"cleanup.policy": "nonsense"})
+    with pytest.raises(KafkaAdminError, match="bad-config"):
+        ensure_topics(
+            kafka_broker.bootstrap_servers,
+            [DesiredTopic("bad-config", config={"cleanup.policy": "nonsense"})],
+            timeout=30,
+        )
 
 
 def test_auto_create_is_off(kafka_broker: KafkaBroker) -> None:
@@ -160,7 +165,7 @@ def test_lifecycle_with_fixed_port_and_kept_work_dir(tmp_path: Path) -> None:
         pid = broker.pid
         assert pid is not None and _alive(pid)
         assert os.getpgid(pid) == pid  # its own process group
-        create_topics(broker.bootstrap_servers, ["kept"])
+        ensure_topics(broker.bootstrap_servers, [DesiredTopic("kept")], timeout=30)
     assert not _alive(pid)
     assert not broker.is_running()
     broker.stop()  # idempotent
