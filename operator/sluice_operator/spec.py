@@ -379,6 +379,18 @@ def _watermark(default: str) -> Any:
     return _duration(default, "How late an event may arrive.", flag="--watermark")
 
 
+def _log_level() -> Any:
+    return spec_field(
+        None,
+        description=(
+            "Spark's log level in the job's pod: ERROR, WARN, INFO or DEBUG; unset keeps the job's own (WARN). "
+            "INFO or DEBUG to look into a job; changing it restarts the pod, which resumes from its checkpoint."
+        ),
+        enum=("ERROR", "WARN", "INFO", "DEBUG"),
+        flag="--log-level",
+    )
+
+
 def _slide_rule(window: str, slide: str) -> tuple[str, str]:
     return (f"duration(self.{slide}) <= duration(self.{window})", f"{slide} must not be longer than {window}")
 
@@ -405,6 +417,7 @@ class BasicJob:
         flag="--file-format",
         flag_group="output",
     )
+    log_level: str | None = _log_level()
 
     CEL_RULES: ClassVar = (_positive_rule("window"), _positive_rule("slide"), _slide_rule("window", "slide"))
 
@@ -430,6 +443,7 @@ class WindowedJob:
     trigger: str = _trigger()
     max_offsets_per_trigger: int | None = _max_offsets_per_trigger()
     output_mode: str = spec_field("append", **_OUTPUT_MODE)
+    log_level: str | None = _log_level()
 
     CEL_RULES: ClassVar = (
         _positive_rule("tumblingWindow"),
@@ -469,6 +483,7 @@ class AnomalyJob:
     trigger: str = _trigger()
     max_offsets_per_trigger: int | None = _max_offsets_per_trigger()
     output_mode: str = spec_field("append", **_OUTPUT_MODE)
+    log_level: str | None = _log_level()
 
     CEL_RULES: ClassVar = (_positive_rule("window"), _positive_rule("slide"), _slide_rule("window", "slide"))
 
