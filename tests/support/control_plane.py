@@ -13,10 +13,11 @@ binaries (Kubernetes v1.34, etcd v3.6) are built from pinned Go modules by ``scr
 ``~/.cache/sluice`` (or ``$SLUICE_CACHE_DIR``); ``ControlPlane`` runs the script, which builds on first use
 (minutes, needs Go >= 1.24) and afterwards only checks the versions.
 
-Start it by hand::
+It is test support, not part of the ``sluice_local`` runtime: the tests get it from the ``control_plane`` fixture
+(``tests/conftest.py``). Start one by hand, from the repository's root::
 
-    scripts/build-kube.sh                    # once per machine; prints where the binaries are
-    python -m sluice_local.control_plane     # prints `export KUBECONFIG=...`; Ctrl-C stops it
+    scripts/build-kube.sh                        # once per machine; prints where the binaries are
+    python -m tests.support.control_plane        # prints `export KUBECONFIG=...`; Ctrl-C stops it
     # in another shell: paste the export line, then use the kubectl built with it (same version)
     "$(scripts/build-kube.sh | sed -n 's/^kubectl=//p')" get namespaces
 
@@ -83,7 +84,7 @@ DEFAULT_CONTROLLERS: tuple[str, ...] = (
 )
 """Controllers kube-controller-manager runs: those that act without nodes, and what an operator's objects use."""
 
-BUILD_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "build-kube.sh"
+BUILD_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "build-kube.sh"
 BUILD_TIMEOUT_S = 3600.0
 READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 15.0
@@ -723,7 +724,7 @@ class ControlPlane:
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m sluice_local.control_plane",
+        prog="python -m tests.support.control_plane",
         description="Start etcd, kube-apiserver and kube-controller-manager on loopback until Ctrl-C.",
     )
     parser.add_argument("--port", type=int, help="the API server's port (default: a free one)")
