@@ -4,6 +4,8 @@
 * ``ManagedProcesses``: the lifecycle of a local service made of child processes (the Kafka broker, the test
   control plane): each started in its own process group with a log file, awaited until ready or failed fast with
   its log's tail, stopped with SIGTERM then SIGKILL of its group, and stopped at interpreter exit if forgotten.
+* ``EchoedProcess``: a child whose output is shown on the terminal with its name (the demo's jobs), and
+  ``stop_echoed`` to stop a list of them.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Self, TypeVar
@@ -328,3 +331,82 @@ class ManagedProcesses:
                     f"{process.log_report()}"
                 )
             time.sleep(POLL_INTERVAL_S)
+
+
+# -- children echoed on the terminal ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class EchoedProcess:
+    """A child process in its own session whose stdout is echoed line by line with a name prefix, and kept in
+    ``lines``; its stderr goes to ``log``."""
+
+    name: str
+    process: subprocess.Popen[str]
+    log: Path
+    lines: list[str] = dataclasses.field(default_factory=list)
+    reader: threading.Thread | None = None
+
+    @classmethod
+    def spawn(
+        cls,
+        name: str,
+        command: Sequence[str],
+        *,
+        log: Path,
+        quiet: bool,
+        prefix_width: int,
+        env: Mapping[str, str] | None = None,
+    ) -> EchoedProcess:
+        """Start ``command``; unless ``quiet``, print each line of its stdout as ``<name padded>| <line>``."""
+        with log.open("w") as stderr:
+            # A new session: Ctrl-C reaches the parent only, which then stops its children in order.
+            process = subprocess.Popen(
+                list(command),
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                env=env,
+                start_new_session=True,
+            )
+        child = cls(name, process, log)
+        child.reader = threading.Thread(
+            target=child._pump, args=(quiet, prefix_width), name=f"echo-{name}", daemon=True
+        )
+        child.reader.start()
+        return child
+
+    def _pump(self, quiet: bool, prefix_width: int) -> None:
+        assert self.process.stdout is not None
+        for raw in self.process.stdout:
+            line = raw.rstrip("\n")
+            self.lines.append(line)
+            if not quiet:
+                print(f"{self.name:<{prefix_width}}| {line}", flush=True)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, lines: int = 25) -> str:
+        """The last ``lines`` lines of the child's stderr log."""
+        return log_tail(self.log, lines)
+
+
+def stop_echoed(children: Sequence[EchoedProcess], grace: float) -> None:
+    """SIGTERM each child's own process (a job driver then stops its queries between batches), wait up to
+    ``grace`` seconds for them all, then SIGKILL each process group, so that nothing a child started (Spark's
+    JVM, Python workers) outlives it. Children that did not stop in time are named on stderr."""
+    for child in children:
+        if child.alive():
+            child.process.terminate()
+    deadline = time.monotonic() + grace
+    for child in children:
+        try:
+            child.process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"{child.name} did not stop within {grace:g} s; killing it", file=sys.stderr)
+    for child in children:
+        kill_group(child.process)
+        child.process.wait()
+        if child.reader is not None:
+            child.reader.join(timeout=5)

@@ -1,6 +1,6 @@
-"""The process lifecycle shared by the Kafka broker and the test control plane, on real short-lived Python
-children: readiness, failing fast with the log's tail, SIGTERM then SIGKILL of the whole process group, clean-up
-at interpreter exit, and nothing left behind."""
+"""The process lifecycle shared by the Kafka broker and the test control plane, and the demo's echoed children,
+on real short-lived Python children: readiness, failing fast with the log's tail, SIGTERM then SIGKILL of the whole
+process group, clean-up at interpreter exit, and nothing left behind."""
 
 from __future__ import annotations
 
@@ -17,9 +17,11 @@ import pytest
 
 from sluice_local.processes import (
     LOOPBACK,
+    EchoedProcess,
     ManagedProcesses,
     free_ports,
     port_is_free,
+    stop_echoed,
 )
 
 pytestmark = pytest.mark.unit
@@ -266,3 +268,80 @@ def test_sigterm_to_a_cli_that_asks_for_it_stops_its_services() -> None:
             child.kill()
             child.wait()
     assert gone(pid)
+
+
+# -- EchoedProcess -------------------------------------------------------------------------------------------
+
+
+def test_an_echoed_child_shows_and_keeps_its_stdout_and_logs_its_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = "import sys; print('one'); print('two', flush=True); print('oops', file=sys.stderr)"
+    log = tmp_path / "child.log"
+    child = EchoedProcess.spawn("kid", [sys.executable, "-c", code], log=log, quiet=False, prefix_width=6)
+    assert child.process.wait(30) == 0
+    assert child.reader is not None
+    child.reader.join(10)
+    assert child.lines == ["one", "two"]
+    assert capsys.readouterr().out == "kid   | one\nkid   | two\n"
+    assert child.log_tail() == "oops"
+
+
+def test_a_quiet_echoed_child_keeps_its_stdout_without_showing_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    child = EchoedProcess.spawn(
+        "kid", [sys.executable, "-c", "print('hush')"], log=tmp_path / "log", quiet=True, prefix_width=6
+    )
+    child.process.wait(30)
+    assert child.reader is not None
+    child.reader.join(10)
+    assert child.lines == ["hush"]
+    assert capsys.readouterr().out == ""
+
+
+GRACEFUL = """
+import signal, sys, time
+def bye(signum, frame):
+    print("bye", flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, bye)
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+STUBBORN = """
+import signal, subprocess, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+print("grandchild", subprocess.Popen(["sleep", "600"]).pid, flush=True)
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def test_stop_echoed_terminates_gracefully_then_kills_each_group(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    children = [
+        EchoedProcess.spawn(
+            name, [sys.executable, "-c", code], log=tmp_path / f"{name}.log", quiet=True, prefix_width=9
+        )
+        for name, code in (("graceful", GRACEFUL), ("stubborn", STUBBORN))
+    ]
+    deadline = time.monotonic() + 30
+    while not all("ready" in child.lines for child in children):
+        assert time.monotonic() < deadline, [child.lines for child in children]
+        time.sleep(0.05)
+    graceful, stubborn = children
+    grandchild = int(stubborn.lines[0].split()[1])
+    assert os.getsid(stubborn.process.pid) == stubborn.process.pid  # its own session
+    assert os.getpgid(grandchild) == stubborn.process.pid
+
+    stop_echoed(children, 1.0)
+
+    assert graceful.process.returncode == 0 and graceful.lines[-1] == "bye"
+    assert stubborn.process.returncode == -signal.SIGKILL
+    assert gone(grandchild)
+    assert capsys.readouterr().err == "stubborn did not stop within 1 s; killing it\n"
+    assert all(child.reader is not None and not child.reader.is_alive() for child in children)
+    stop_echoed(children, 1.0)  # again, as the demo's `finally` does: nothing left to do
