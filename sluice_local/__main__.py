@@ -4,9 +4,7 @@
 * ``broker`` — start a single-node Kafka broker and wait for Ctrl-C (see :mod:`sluice_local.kafka_broker`);
 * ``fetch``  — resolve the pinned jars into the cache (see :mod:`sluice_local.artifacts`);
 * ``peek``   — wait for records in Kafka topics and print the latest (see :mod:`sluice_local.peek`);
-* ``bench``  — measure Sluice against the machine's limits, as ratios (see :mod:`sluice_local.bench.cli`);
-* ``control-plane`` — a real kube-apiserver + etcd + kube-controller-manager on loopback until Ctrl-C
-  (see :mod:`sluice_local.control_plane`).
+* ``bench``  — measure Sluice against the machine's limits, as ratios (see :mod:`sluice_local.bench.cli`).
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    commands = {"demo", "broker", "fetch", "peek", "bench", "control-plane"}
+    commands = {"demo", "broker", "fetch", "peek", "bench"}
     if not args or args[0] not in commands:
         print(__doc__.strip(), file=sys.stderr)
         print(f"\nusage: python -m sluice_local {{{','.join(sorted(commands))}}} [options]", file=sys.stderr)
@@ -30,8 +28,6 @@ def main(argv: list[str] | None = None) -> int:
         from sluice_local.peek import main as run
     elif command == "bench":
         from sluice_local.bench.cli import main as run
-    elif command == "control-plane":
-        from sluice_local.control_plane import main as run
     else:
         from sluice_local.artifacts import main as run
 

@@ -17,17 +17,13 @@ straight to the drain and summary; a second Ctrl-C tears everything down at once
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
-import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from sluice_operator import commands, components, kafka_admin
@@ -38,6 +34,7 @@ from sluice_local.artifacts import ArtifactError, broker_jars, connector_jars, r
 from sluice_local.checkpoints import queries_behind
 from sluice_local.job_process import job_environment, local_command
 from sluice_local.kafka_broker import BrokerError, KafkaBroker
+from sluice_local.processes import EchoedProcess, stop_echoed
 from sluice_local.topics import end_offsets, read_all
 from spark_jobs.events import DLQ_HEADER_PREFIX
 
@@ -49,76 +46,6 @@ _PREFIX_WIDTH = 9
 
 class DemoError(RuntimeError):
     """The demo cannot go on; the message says what failed and where the logs are."""
-
-
-@dataclass
-class _Child:
-    """A child process whose stdout is echoed line by line with a name prefix."""
-
-    name: str
-    process: subprocess.Popen
-    log: Path
-    lines: list[str] = field(default_factory=list)
-    reader: threading.Thread | None = None
-
-    def echo(self, quiet: bool) -> None:
-        def pump() -> None:
-            assert self.process.stdout is not None
-            for raw in self.process.stdout:
-                line = raw.rstrip("\n")
-                self.lines.append(line)
-                if not quiet:
-                    print(f"{self.name:<{_PREFIX_WIDTH}}| {line}", flush=True)
-
-        self.reader = threading.Thread(target=pump, name=f"echo-{self.name}", daemon=True)
-        self.reader.start()
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def log_tail(self, lines: int = 25) -> str:
-        try:
-            text = self.log.read_text(errors="replace").splitlines()
-        except OSError:
-            return "(no log)"
-        return "\n".join(text[-lines:])
-
-
-def _spawn(
-    name: str, command: list[str], *, log: Path, quiet: bool, env: dict[str, str] | None = None
-) -> _Child:
-    # A new session: Ctrl-C reaches the demo only, which then stops the children in order.
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=log.open("w"),
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
-    child = _Child(name, process, log)
-    child.echo(quiet)
-    return child
-
-
-def _terminate(children: list[_Child], timeout: float) -> None:
-    """SIGTERM each child's own process (the job driver stops its queries between batches), wait, then make
-    sure nothing of its process group (Spark's JVM, Python workers) outlives the demo."""
-    for child in children:
-        if child.alive():
-            child.process.terminate()
-    deadline = time.monotonic() + timeout
-    for child in children:
-        try:
-            child.process.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            print(f"{child.name} did not stop within {timeout:g} s; killing it", file=sys.stderr)
-    for child in children:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(child.process.pid, signal.SIGKILL)
-        child.process.wait()
-        if child.reader is not None:
-            child.reader.join(timeout=5)
 
 
 def pipeline_spec(args: argparse.Namespace, bootstrap: str) -> PipelineSpec:
@@ -257,7 +184,7 @@ def run_demo(args: argparse.Namespace) -> int:
     (work / "logs").mkdir(parents=True)
     previous = signal.signal(signal.SIGINT, on_sigint)
     broker = KafkaBroker(port=args.kafka_port, log_file=work / "logs" / "kafka.log")
-    children: list[_Child] = []
+    children: list[EchoedProcess] = []
     try:
         broker.start()
         bootstrap = broker.bootstrap_servers
@@ -267,13 +194,14 @@ def run_demo(args: argparse.Namespace) -> int:
         say(f"- Topics: {', '.join(t.name for _, t in spec.kafka.topics.all())}")
         env = job_environment()
         jobs = {
-            job.name: _spawn(
+            job.name: EchoedProcess.spawn(
                 job.name,
                 local_command(
                     job, [*commands.arguments(spec=spec, component=job, root=str(work)), *_JOB_FLAGS]
                 ),
                 log=work / "logs" / f"{job.name}.log",
                 quiet=args.quiet,
+                prefix_width=_PREFIX_WIDTH,
                 env=env,
             )
             for job in components.JOBS
@@ -286,7 +214,7 @@ def run_demo(args: argparse.Namespace) -> int:
         _await_started(jobs, timeout=args.startup_timeout)
         summary_file = work / "generator-summary.json"
         producer = components.get("generator")
-        generator = _spawn(
+        generator = EchoedProcess.spawn(
             producer.name,
             local_command(
                 producer,
@@ -297,6 +225,7 @@ def run_demo(args: argparse.Namespace) -> int:
             ),
             log=work / "logs" / f"{producer.name}.log",
             quiet=True,
+            prefix_width=_PREFIX_WIDTH,
         )
         children.append(generator)
         say(f"- Generator running for {args.duration:g} s")
@@ -313,7 +242,7 @@ def run_demo(args: argparse.Namespace) -> int:
         say(f"- Generator done: {generated['produced']} produced, {generated['failed']} failed")
         _await_drained(jobs, spec, work, timeout=args.drain_timeout)
         say("- Every query has committed every record; stopping the jobs")
-        _terminate(list(jobs.values()), _STOP_GRACE_S)
+        stop_echoed(list(jobs.values()), _STOP_GRACE_S)
         for name, child in jobs.items():
             if child.process.returncode != 0:
                 raise DemoError(f"job {name} exited with {child.process.returncode}:\n{child.log_tail()}")
@@ -322,12 +251,12 @@ def run_demo(args: argparse.Namespace) -> int:
         print_summary(summary)
         return 0 if generated.get("failed", 0) == 0 else 1
     finally:
-        _terminate(children, 30)
+        stop_echoed(children, 30)
         broker.stop()
         signal.signal(signal.SIGINT, previous)
 
 
-def _await_started(jobs: dict[str, _Child], *, timeout: float) -> None:
+def _await_started(jobs: dict[str, EchoedProcess], *, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     pending = set(jobs)
     while pending:
@@ -340,7 +269,7 @@ def _await_started(jobs: dict[str, _Child], *, timeout: float) -> None:
         time.sleep(0.3)
 
 
-def _check_jobs(jobs: dict[str, _Child]) -> None:
+def _check_jobs(jobs: dict[str, EchoedProcess]) -> None:
     for name, child in jobs.items():
         if not child.alive():
             raise DemoError(
@@ -349,7 +278,7 @@ def _check_jobs(jobs: dict[str, _Child]) -> None:
             )
 
 
-def _await_drained(jobs: dict[str, _Child], spec: PipelineSpec, work: Path, *, timeout: float) -> None:
+def _await_drained(jobs: dict[str, EchoedProcess], spec: PipelineSpec, work: Path, *, timeout: float) -> None:
     source = spec.kafka.topics.source.name
     ends = end_offsets(spec.kafka.bootstrap_servers, source)
     deadline = time.monotonic() + timeout

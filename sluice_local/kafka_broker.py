@@ -17,35 +17,24 @@ or from Python::
 from __future__ import annotations
 
 import argparse
-import atexit
 import base64
-import contextlib
 import logging
 import os
-import shutil
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from xml.sax.saxutils import quoteattr
 
 from sluice_local.artifacts import ArtifactError, broker_jars, require_java
-from sluice_local.processes import free_ports, log_tail, stop_group
+from sluice_local.processes import LOOPBACK, LoggedProcess, ManagedProcesses, interrupt_on_sigterm
 
-LOOPBACK = "127.0.0.1"
 NODE_ID = 1
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 FORMAT_TIMEOUT_S = 120.0
-LOG_TAIL_LINES = 40
-
-_log = logging.getLogger(__name__)
 
 
 class BrokerError(RuntimeError):
@@ -122,41 +111,18 @@ def render_log4j2_config(log_file: Path) -> str:
 """
 
 
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        # Java listens with SO_REUSEADDR too, so a port held only by TIME_WAIT connections counts as free.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((LOOPBACK, port))
-        except OSError:
-            return False
-    return True
-
-
-def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    return log_tail(path, lines)
-
-
-# Brokers still running, stopped at interpreter exit in case the caller forgot (or an exception skipped it).
-_live: set[KafkaBroker] = set()
-_live_lock = threading.Lock()
-
-
-@atexit.register
-def _stop_all() -> None:
-    with _live_lock:
-        brokers = list(_live)
-    for broker in brokers:
-        with contextlib.suppress(Exception):
-            broker.stop()
-
-
-class KafkaBroker:
+class KafkaBroker(ManagedProcesses):
     """A single-node KRaft Kafka broker in a child ``java`` process; a context manager.
 
     ``port`` fixes the client port (default: a free one); ``work_dir`` keeps config, data and log there
     (default: a temp dir removed on stop); ``log_file`` defaults to ``<work dir>/broker.log``.
     """
+
+    what = "Kafka broker"
+    error = BrokerError
+    ready_timeout = READY_TIMEOUT_S
+    stop_timeout = STOP_TIMEOUT_S
+    temp_prefix = "sluice-kafka-"
 
     def __init__(
         self,
@@ -166,26 +132,20 @@ class KafkaBroker:
         heap: str = "512m",
         log_file: Path | None = None,
     ) -> None:
+        super().__init__(work_dir=work_dir)
         self._requested_port = port
-        self._given_work_dir = Path(work_dir) if work_dir is not None else None
         self._heap = heap
         self._given_log_file = Path(log_file) if log_file is not None else None
-        self._work_dir: Path | None = None
         self._log_file: Path | None = None
         self._port: int | None = None
         self._controller_port: int | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-        self.startup_seconds: float | None = None
-        """Seconds from ``start()`` to a ready broker, for reporting."""
 
     # -- properties ------------------------------------------------------------------------------------------
 
     @property
     def bootstrap_servers(self) -> str:
         """``"127.0.0.1:PORT"`` for clients; only valid once started."""
-        if self._port is None:
-            raise BrokerError("the broker is not started: call start() or use it as a context manager")
-        return f"{LOOPBACK}:{self._port}"
+        return f"{LOOPBACK}:{self._require(self._port)}"
 
     @property
     def port(self) -> int | None:
@@ -210,11 +170,7 @@ class KafkaBroker:
     @property
     def pid(self) -> int | None:
         """PID of the ``java`` process (also its process group id), while started."""
-        return self._process.pid if self._process is not None else None
-
-    def is_running(self) -> bool:
-        """Whether the ``java`` process is alive."""
-        return self._process is not None and self._process.poll() is None
+        return self.pids.get(self.what)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -223,82 +179,42 @@ class KafkaBroker:
 
         Raises BrokerError (port in use, early exit, not ready within 90 s) or ArtifactError (Java, jars).
         """
-        if self._process is not None:
-            raise BrokerError(f"the broker is already started at {self.bootstrap_servers}")
-        started = time.monotonic()
-        if self._requested_port is not None and not _port_is_free(self._requested_port):
-            raise BrokerError(
-                f"port {self._requested_port} on {LOOPBACK} is in use; stop what holds it or omit the port "
-                "to pick a free one"
-            )
-        java = require_java(17)
-        classpath = os.pathsep.join(str(jar) for jar in broker_jars())
-        try:
-            self._prepare_dirs()
-            assert self._work_dir is not None and self._log_file is not None
-            if self._requested_port is not None:
-                self._port = self._requested_port
-                self._controller_port = next(p for p in free_ports(2) if p != self._port)
-            else:
-                self._port, self._controller_port = free_ports(2)
-            config = self._work_dir / "server.properties"
-            config.write_text(
-                render_server_properties(
-                    port=self._port, controller_port=self._controller_port, data_dir=self._work_dir / "data"
-                )
-            )
-            log4j_config = self._work_dir / "log4j2.xml"
-            log4j_config.write_text(render_log4j2_config(self._log_file))
-            jvm = [java, f"-Dlog4j2.configurationFile={log4j_config}", "-cp", classpath]
-            self._format_storage(jvm, config)
-            self._launch(jvm, config)
-            self._await_ready(started + READY_TIMEOUT_S)
-        except BaseException:
-            self.stop()
-            raise
-        self.startup_seconds = time.monotonic() - started
-        _log.info("Kafka broker ready at %s in %.1f s", self.bootstrap_servers, self.startup_seconds)
-        return self
+        return super().start()
 
     def stop(self) -> None:
         """SIGTERM the broker's process group, SIGKILL it after 30 s; remove the temp dir. Idempotent."""
-        process, self._process = self._process, None
-        with _live_lock:
-            _live.discard(self)
-        if process is not None:
-            self._terminate(process)
-        if self._given_work_dir is None and self._work_dir is not None:
-            shutil.rmtree(self._work_dir, ignore_errors=True)
-            if self._given_log_file is None:
-                self._log_file = None
-            self._work_dir = None
+        super().stop()
+        if self._work_dir is None and self._given_log_file is None:
+            self._log_file = None  # it was in the temp dir
         self._port = self._controller_port = None
 
-    def __enter__(self) -> KafkaBroker:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        state = f"running at {LOOPBACK}:{self._port}" if self.is_running() else "stopped"
-        return f"<KafkaBroker {state}>"
+    def _address(self) -> str | None:
+        return f"{LOOPBACK}:{self._port}" if self._port is not None else None
 
     # -- steps of start() ------------------------------------------------------------------------------------
 
-    def _prepare_dirs(self) -> None:
-        if self._given_work_dir is not None:
-            self._given_work_dir.mkdir(parents=True, exist_ok=True)
-            self._work_dir = self._given_work_dir
-        else:
-            self._work_dir = Path(tempfile.mkdtemp(prefix="sluice-kafka-"))
-        self._log_file = self._given_log_file or self._work_dir / "broker.log"
+    def _start_processes(self, deadline: float) -> None:
+        if self._requested_port is not None:
+            self._check_port(self._requested_port)
+        java = require_java(17)
+        classpath = os.pathsep.join(str(jar) for jar in broker_jars())
+        work_dir = self._prepare_work_dir()
+        self._log_file = (self._given_log_file or work_dir / "broker.log").resolve()
         self._log_file.parent.mkdir(parents=True, exist_ok=True)
+        self._port, self._controller_port = self._ports(2, self._requested_port)
+        config = work_dir / "server.properties"
+        config.write_text(
+            render_server_properties(
+                port=self._port, controller_port=self._controller_port, data_dir=work_dir / "data"
+            )
+        )
+        log4j_config = work_dir / "log4j2.xml"
+        log4j_config.write_text(render_log4j2_config(self._log_file))
+        jvm = [java, f"-Dlog4j2.configurationFile={log4j_config}", "-cp", classpath]
+        self._format_storage(jvm, config)
+        command = [jvm[0], f"-Xmx{self._heap}", *jvm[1:], "kafka.Kafka", str(config)]
+        broker = self._launch(self.what, command, log_file=self._log_file)
+        self._await_registered(broker, deadline)
 
     def _format_storage(self, jvm: Sequence[str], config: Path) -> None:
         assert self._work_dir is not None
@@ -322,72 +238,31 @@ class KafkaBroker:
                 f"{(result.stdout + result.stderr).strip()}"
             )
 
-    def _launch(self, jvm: Sequence[str], config: Path) -> None:
-        assert self._log_file is not None
-        command = [jvm[0], f"-Xmx{self._heap}", *jvm[1:], "kafka.Kafka", str(config)]
-        with self._log_file.open("ab") as log:
-            self._process = subprocess.Popen(
-                command,
-                cwd=self._work_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # own process group: stop() signals java and anything it spawned
-            )
-        with _live_lock:
-            _live.add(self)
-
-    def _await_ready(self, deadline: float) -> None:
+    def _await_registered(self, broker: LoggedProcess, deadline: float) -> None:
+        """Wait until the broker answers a metadata request and lists itself among the brokers."""
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient(
-            {"bootstrap.servers": self.bootstrap_servers, "logger": logging.getLogger(f"{__name__}.admin")}
-        )
-        last_problem = "no answer yet"
-        while True:
-            self._fail_if_exited()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise BrokerError(
-                    f"Kafka broker at {self.bootstrap_servers} not ready within {READY_TIMEOUT_S:.0f} s "
-                    f"({last_problem}); log {self._log_file}:\n{_tail(self._log_file)}"
-                )
+        address = self.bootstrap_servers
+        admin = AdminClient({"bootstrap.servers": address, "logger": logging.getLogger(f"{__name__}.admin")})
+
+        def problem() -> str | None:
             if not self._accepts_connections():
-                last_problem = "port not listening"
-                time.sleep(0.2)
-                continue
+                return f"nothing listens on {address}"
             try:
-                metadata = admin.list_topics(timeout=min(5.0, max(remaining, 0.1)))
+                metadata = admin.list_topics(timeout=min(5.0, max(deadline - time.monotonic(), 0.1)))
             except Exception as exc:  # KafkaException: not answering yet
-                last_problem = f"metadata request failed: {exc}"
-                time.sleep(0.2)
-                continue
-            if NODE_ID in metadata.brokers:
-                return
-            last_problem = "answers, but the broker is not registered yet"
-            time.sleep(0.2)
+                return f"metadata request to {address} failed: {exc}"
+            if NODE_ID not in metadata.brokers:
+                return f"{address} answers, but the broker is not registered yet"
+            return None
+
+        self._wait_until_ready(broker, deadline, problem)
 
     def _accepts_connections(self) -> bool:
         assert self._port is not None
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             probe.settimeout(1.0)
             return probe.connect_ex((LOOPBACK, self._port)) == 0
-
-    def _fail_if_exited(self) -> None:
-        assert self._process is not None and self._log_file is not None
-        code = self._process.poll()
-        if code is not None:
-            raise BrokerError(
-                f"Kafka broker exited during startup with code {code}; last {LOG_TAIL_LINES} lines of "
-                f"{self._log_file}:\n{_tail(self._log_file)}"
-            )
-
-    @staticmethod
-    def _terminate(process: subprocess.Popen[bytes]) -> None:
-        if not stop_group(process, STOP_TIMEOUT_S):
-            _log.warning(
-                "Kafka broker (pid %d) did not exit within %.0f s of SIGTERM", process.pid, STOP_TIMEOUT_S
-            )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -402,10 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--heap", default="512m", help="JVM maximum heap (default: %(default)s)")
     args = parser.parse_args(argv)
 
-    def _interrupt(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupt_on_sigterm()
     broker = KafkaBroker(port=args.port, work_dir=args.work_dir, heap=args.heap)
     try:
         broker.start()
@@ -416,9 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
             flush=True,
         )
-        while broker.is_running():
+        while (exited := broker.exited()) is None:
             time.sleep(0.5)
-        print(f"error: the broker exited; log {broker.log_file}:\n{_tail(broker.log_file)}", file=sys.stderr)
+        print(f"error: {exited}", file=sys.stderr)
         return 1
     except (BrokerError, ArtifactError) as exc:
         print(f"error: {exc}", file=sys.stderr)

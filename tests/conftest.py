@@ -21,8 +21,7 @@ import yaml
 
 if TYPE_CHECKING:
     from kubernetes import client
-
-    from sluice_local.control_plane import ControlPlane
+    from support.control_plane import ControlPlane
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,7 +83,7 @@ def control_plane(
     The first run on a machine builds the binaries (minutes; see scripts/build-kube.sh). The components' logs
     are kept in pytest's temp dir, and their tails are part of any startup error.
     """
-    from sluice_local.control_plane import ControlPlane, ensure_binaries
+    from support.control_plane import ControlPlane, ensure_binaries
 
     binaries = ensure_binaries(progress=_terminal_printer(request.config))
     log_dir = tmp_path_factory.mktemp("control-plane-logs")

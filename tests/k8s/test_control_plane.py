@@ -19,8 +19,7 @@ import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-
-from sluice_local.control_plane import ControlPlane
+from support.control_plane import ControlPlane
 
 pytestmark = pytest.mark.k8s
 

@@ -26,7 +26,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from sluice_operator import kafka_admin
 
-from sluice_local.control_plane import free_ports
+from sluice_local.processes import free_ports
 
 pytestmark = pytest.mark.k8s
 

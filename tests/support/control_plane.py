@@ -13,10 +13,11 @@ binaries (Kubernetes v1.34, etcd v3.6) are built from pinned Go modules by ``scr
 ``~/.cache/sluice`` (or ``$SLUICE_CACHE_DIR``); ``ControlPlane`` runs the script, which builds on first use
 (minutes, needs Go >= 1.24) and afterwards only checks the versions.
 
-Start it by hand::
+It is test support, not part of the ``sluice_local`` runtime: the tests get it from the ``control_plane`` fixture
+(``tests/conftest.py``). Start one by hand, from the repository's root::
 
-    scripts/build-kube.sh                    # once per machine; prints where the binaries are
-    python -m sluice_local.control_plane     # prints `export KUBECONFIG=...`; Ctrl-C stops it
+    scripts/build-kube.sh                        # once per machine; prints where the binaries are
+    python -m tests.support.control_plane        # prints `export KUBECONFIG=...`; Ctrl-C stops it
     # in another shell: paste the export line, then use the kubectl built with it (same version)
     "$(scripts/build-kube.sh | sed -n 's/^kubectl=//p')" get namespaces
 
@@ -33,37 +34,38 @@ From Python::
 from __future__ import annotations
 
 import argparse
-import atexit
 import base64
-import contextlib
 import dataclasses
 import functools
 import logging
 import os
 import secrets
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import yaml
 
-from sluice_local.processes import free_ports, kill_group, log_tail, stop_group
+from sluice_local.processes import (
+    LOG_TAIL_LINES,
+    LOOPBACK,
+    LoggedProcess,
+    ManagedProcesses,
+    interrupt_on_sigterm,
+    kill_group,
+)
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
-LOOPBACK = "127.0.0.1"
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 CLUSTER_NAME = "sluice-local"
@@ -83,14 +85,12 @@ DEFAULT_CONTROLLERS: tuple[str, ...] = (
 )
 """Controllers kube-controller-manager runs: those that act without nodes, and what an operator's objects use."""
 
-BUILD_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "build-kube.sh"
+BUILD_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "build-kube.sh"
 BUILD_TIMEOUT_S = 3600.0
 READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 15.0
-LOG_TAIL_LINES = 40
 
 _log = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
 
 class ControlPlaneError(RuntimeError):
@@ -137,7 +137,7 @@ def ensure_binaries(
         text=True,
         start_new_session=True,
     ) as process:
-        timer = threading.Timer(timeout, _kill_group, args=(process,))
+        timer = threading.Timer(timeout, kill_group, args=(process,))
         timer.start()
         try:
             assert process.stdout is not None
@@ -195,25 +195,12 @@ def render_kubeconfig(
     return yaml.safe_dump(config, sort_keys=False)
 
 
-def _tail(path: Path | None, lines: int = LOG_TAIL_LINES) -> str:
-    return log_tail(path, lines)
-
-
 def _write_private(path: Path, text: str) -> None:
     """Write a file only its owner can read (kubeconfigs and token files hold credentials)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(text)
     path.chmod(0o600)  # an existing file keeps its old mode through os.open
-
-
-def _kill_group(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
-    kill_group(process, sig)
-
-
-def _terminate(process: subprocess.Popen) -> None:
-    """SIGTERM the process group, SIGKILL it if the leader is still there after STOP_TIMEOUT_S."""
-    stop_group(process, STOP_TIMEOUT_S)
 
 
 def _http_get(
@@ -240,35 +227,33 @@ def _unverified_tls() -> ssl.SSLContext:
     return context
 
 
-# Control planes still running, stopped at interpreter exit in case the caller forgot (or an exception skipped it).
-_live: set[ControlPlane] = set()
-_live_lock = threading.Lock()
+def _http_probe(get: Callable[[], tuple[int, str]], *, ok: str | None) -> Callable[[], str | None]:
+    """A readiness probe: None once ``get`` answers 200 (with a body that is ``ok`` or contains it, if given),
+    else what it answered."""
+
+    def probe() -> str | None:
+        status, body = get()
+        if status == 200 and (ok is None or body.strip() == ok or ok in body):
+            return None
+        return f"HTTP {status}: {body.strip()[-500:]}" if status else body
+
+    return probe
 
 
-@atexit.register
-def _stop_all() -> None:
-    with _live_lock:
-        planes = list(_live)
-    for plane in planes:
-        with contextlib.suppress(Exception):
-            plane.stop()
-
-
-@dataclasses.dataclass
-class _Component:
-    name: str
-    log_file: Path
-    process: subprocess.Popen | None = None
-
-
-class ControlPlane:
+class ControlPlane(ManagedProcesses):
     """etcd + kube-apiserver + kube-controller-manager in child processes on loopback; a context manager.
 
     ``work_dir`` keeps data, keys, tokens and the kubeconfig there (default: a temp dir removed on stop);
     ``log_dir`` puts the three logs there (default: ``<work dir>/logs``); ``apiserver_port`` fixes the API
     server's port (default: a free one); ``controllers`` are kube-controller-manager's; ``binaries`` skips
-    ``scripts/build-kube.sh``.
+    ``scripts/build-kube.sh``. ``startup_seconds`` does not count a build.
     """
+
+    what = "control plane"
+    error = ControlPlaneError
+    ready_timeout = READY_TIMEOUT_S
+    stop_timeout = STOP_TIMEOUT_S
+    temp_prefix = "sluice-k8s-"
 
     def __init__(
         self,
@@ -279,20 +264,17 @@ class ControlPlane:
         controllers: Sequence[str] = DEFAULT_CONTROLLERS,
         binaries: Binaries | None = None,
     ) -> None:
-        self._given_work_dir = Path(work_dir) if work_dir is not None else None
+        super().__init__(work_dir=work_dir)
         self._given_log_dir = Path(log_dir) if log_dir is not None else None
         self._requested_port = apiserver_port
         self._controllers = tuple(controllers)
         self._binaries = binaries
-        self._work_dir: Path | None = None
+        self._openssl: str | None = None
         self._log_dir: Path | None = None
-        self._components: list[_Component] = []
         self._server: str | None = None
         self._admin_token: str | None = None
         self._kubeconfig: Path | None = None
         self._ca_pem: bytes | None = None
-        self.startup_seconds: float | None = None
-        """Seconds from start() to a ready API server and controller manager, not counting a build."""
 
     # -- properties ------------------------------------------------------------------------------------------
 
@@ -331,35 +313,6 @@ class ControlPlane:
         """Directory with ``etcd.log``, ``kube-apiserver.log`` and ``kube-controller-manager.log``, once started."""
         return self._log_dir
 
-    @property
-    def pids(self) -> dict[str, int]:
-        """PID of each started process (also its process group id), by name: etcd, kube-apiserver, ..."""
-        return {c.name: c.process.pid for c in self._components if c.process is not None}
-
-    def is_running(self) -> bool:
-        """Whether all three processes are alive."""
-        return bool(self._components) and self.exited_component() is None
-
-    def exited_component(self) -> str | None:
-        """None while every started process is alive; else which one exited, with its exit code and log tail."""
-        for component in self._components:
-            assert component.process is not None
-            code = component.process.poll()
-            if code is not None:
-                return (
-                    f"{component.name} exited with code {code}; last {LOG_TAIL_LINES} lines of "
-                    f"{component.log_file}:\n{_tail(component.log_file)}"
-                )
-        return None
-
-    @staticmethod
-    def _require(value: _T | None) -> _T:
-        if value is None:
-            raise ControlPlaneError(
-                "the control plane is not started: call start() or use it as a context manager"
-            )
-        return value
-
     # -- lifecycle -------------------------------------------------------------------------------------------
 
     def start(self) -> ControlPlane:
@@ -369,72 +322,46 @@ class ControlPlane:
         the ``default`` ServiceAccount exists in ``default``. Raises ControlPlaneError (with the relevant log's
         tail) on a failed build, a process exiting early, or a component not ready within 120 s.
         """
-        if self._components:
-            raise ControlPlaneError(f"the control plane is already started at {self._server}")
-        if self._binaries is None:
-            self._binaries = ensure_binaries()
-        openssl = shutil.which("openssl")
-        if openssl is None:
-            raise ControlPlaneError(
-                "the openssl command is needed to make the ServiceAccount signing key; install it "
-                "(Debian: apt-get install openssl)"
-            )
-        started = time.monotonic()
-        deadline = started + READY_TIMEOUT_S
-        try:
-            self._prepare_dirs()
-            assert self._work_dir is not None
-            etcd_port, peer_port, kcm_port, api_port = free_ports(4)
-            if self._requested_port is not None:
-                api_port = self._requested_port
-            self._server = f"https://{LOOPBACK}:{api_port}"
-            self._make_key(openssl)
-            self._admin_token, kcm_token = self._tokens()
-            self._start_etcd(etcd_port, peer_port, deadline)
-            self._start_apiserver(api_port, etcd_port, deadline)
-            self._kubeconfig = self._work_dir / "admin.kubeconfig"
-            self._write_kubeconfig(self._kubeconfig, token=self._admin_token, user="admin")
-            self._start_controller_manager(kcm_port, kcm_token, deadline)
-            self._await_default_service_account(deadline)
-        except BaseException:
-            self.stop()
-            raise
-        self.startup_seconds = time.monotonic() - started
-        _log.info("Kubernetes control plane ready at %s in %.1f s", self._server, self.startup_seconds)
-        return self
+        return super().start()
 
     def stop(self) -> None:
         """Stop the controller manager, the API server and etcd (process groups); remove the temp dir.
 
         Idempotent. A given ``work_dir`` and ``log_dir`` are kept.
         """
-        components, self._components = self._components, []
-        with _live_lock:
-            _live.discard(self)
-        for component in reversed(components):
-            if component.process is not None:
-                _terminate(component.process)
-        if self._given_work_dir is None and self._work_dir is not None:
-            shutil.rmtree(self._work_dir, ignore_errors=True)
-            if self._given_log_dir is None:
-                self._log_dir = None
-            self._work_dir = None
+        super().stop()
+        if self._work_dir is None and self._given_log_dir is None:
+            self._log_dir = None  # it was in the temp dir
         self._server = self._admin_token = self._kubeconfig = self._ca_pem = None
 
-    def __enter__(self) -> ControlPlane:
-        return self.start()
+    def _address(self) -> str | None:
+        return self._server
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _prerequisites(self) -> None:
+        if self._binaries is None:
+            self._binaries = ensure_binaries()
+        self._openssl = shutil.which("openssl")
+        if self._openssl is None:
+            raise ControlPlaneError(
+                "the openssl command is needed to make the ServiceAccount signing key; install it "
+                "(Debian: apt-get install openssl)"
+            )
 
-    def __repr__(self) -> str:
-        state = f"running at {self._server}" if self.is_running() else "stopped"
-        return f"<ControlPlane {state}>"
+    def _start_processes(self, deadline: float) -> None:
+        assert self._openssl is not None
+        work_dir = self._prepare_work_dir()
+        self._log_dir = (self._given_log_dir or work_dir / "logs").resolve()
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        api_port, etcd_port, peer_port, kcm_port = self._ports(4, self._requested_port)
+        self._server = f"https://{LOOPBACK}:{api_port}"
+        self._make_key(self._openssl)
+        self._admin_token, kcm_token = self._tokens()
+        self._start_etcd(etcd_port, peer_port, deadline)
+        self._start_apiserver(api_port, etcd_port, deadline)
+        self._kubeconfig = work_dir / "admin.kubeconfig"
+        self._write_kubeconfig(self._kubeconfig, token=self._admin_token, user="admin")
+        manager = self._start_controller_manager(kcm_port, kcm_token, deadline)
+        self._await_default_service_account(manager, deadline)
 
     # -- using it --------------------------------------------------------------------------------------------
 
@@ -518,15 +445,6 @@ class ControlPlane:
 
     # -- steps of start() ------------------------------------------------------------------------------------
 
-    def _prepare_dirs(self) -> None:
-        if self._given_work_dir is not None:
-            self._given_work_dir.mkdir(parents=True, exist_ok=True)
-            self._work_dir = self._given_work_dir.resolve()
-        else:
-            self._work_dir = Path(tempfile.mkdtemp(prefix="sluice-k8s-"))
-        self._log_dir = (self._given_log_dir or self._work_dir / "logs").resolve()
-        self._log_dir.mkdir(parents=True, exist_ok=True)
-
     def _make_key(self, openssl: str) -> None:
         """The RSA key that signs ServiceAccount tokens (kept in a given work_dir, so tokens stay valid)."""
         assert self._work_dir is not None
@@ -561,27 +479,14 @@ class ControlPlane:
         rows = [line.split(",") for line in tokens.read_text().splitlines() if line.strip()]
         return rows[0][0], rows[1][0]
 
-    def _launch(self, name: str, command: Sequence[str]) -> _Component:
-        assert self._work_dir is not None and self._log_dir is not None
-        component = _Component(name, self._log_dir / f"{name}.log")
-        with component.log_file.open("ab") as log:
-            component.process = subprocess.Popen(
-                list(command),
-                cwd=self._work_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # own process group: stop() signals it and anything it spawned
-            )
-        self._components.append(component)
-        with _live_lock:
-            _live.add(self)
-        return component
+    def _launch_component(self, name: str, command: Sequence[str]) -> LoggedProcess:
+        assert self._log_dir is not None
+        return self._launch(name, command, log_file=self._log_dir / f"{name}.log")
 
     def _start_etcd(self, port: int, peer_port: int, deadline: float) -> None:
         assert self._work_dir is not None and self._binaries is not None
         client_url, peer_url = f"http://{LOOPBACK}:{port}", f"http://{LOOPBACK}:{peer_port}"
-        etcd = self._launch(
+        etcd = self._launch_component(
             "etcd",
             [
                 str(self._binaries.etcd),
@@ -596,13 +501,15 @@ class ControlPlane:
                 "--unsafe-no-fsync",
             ],
         )
-        self._await(etcd, deadline, lambda: _http_get(f"{client_url}/health"), ok='"health":"true"')
+        self._wait_until_ready(
+            etcd, deadline, _http_probe(lambda: _http_get(f"{client_url}/health"), ok='"health":"true"')
+        )
 
     def _start_apiserver(self, port: int, etcd_port: int, deadline: float) -> None:
         assert self._work_dir is not None and self._binaries is not None
         key = self._work_dir / "service-account.key"
         cert_dir = self._work_dir / "apiserver-certs"
-        apiserver = self._launch(
+        apiserver = self._launch_component(
             "kube-apiserver",
             [
                 str(self._binaries.kube_apiserver),
@@ -629,21 +536,22 @@ class ControlPlane:
             ],
         )
         token = self._admin_token
-        self._await(
+        self._wait_until_ready(
             apiserver,
             deadline,
-            lambda: _http_get(f"{self._server}/readyz", token=token, context=_unverified_tls()),
-            ok="ok",
+            _http_probe(
+                lambda: _http_get(f"{self._server}/readyz", token=token, context=_unverified_tls()), ok="ok"
+            ),
         )
         self._ca_pem = (cert_dir / "apiserver.crt").read_bytes()
 
-    def _start_controller_manager(self, port: int, token: str, deadline: float) -> None:
+    def _start_controller_manager(self, port: int, token: str, deadline: float) -> LoggedProcess:
         assert self._work_dir is not None and self._binaries is not None and self._ca_pem is not None
         kubeconfig = self._work_dir / "kube-controller-manager.kubeconfig"
         self._write_kubeconfig(kubeconfig, token=token, user="system:kube-controller-manager")
         ca_file = self._work_dir / "apiserver-ca.crt"
         ca_file.write_bytes(self._ca_pem)
-        manager = self._launch(
+        manager = self._launch_component(
             "kube-controller-manager",
             [
                 str(self._binaries.kube_controller_manager),
@@ -665,50 +573,24 @@ class ControlPlane:
                 "--profiling=false",
             ],
         )
-        self._await(
+        self._wait_until_ready(
             manager,
             deadline,
-            lambda: _http_get(f"https://{LOOPBACK}:{port}/healthz", context=_unverified_tls()),
-            ok="ok",
+            _http_probe(
+                lambda: _http_get(f"https://{LOOPBACK}:{port}/healthz", context=_unverified_tls()), ok="ok"
+            ),
         )
+        return manager
 
-    def _await_default_service_account(self, deadline: float) -> None:
+    def _await_default_service_account(self, manager: LoggedProcess, deadline: float) -> None:
         """Wait for ServiceAccount default/default: the controllers are running, not just serving /healthz."""
         context = ssl.create_default_context(cadata=self.ca_pem.decode("ascii"))
         url = f"{self.server}/api/v1/namespaces/default/serviceaccounts/default"
-        manager = self._components[-1]
-        self._await(
-            manager, deadline, lambda: _http_get(url, token=self._admin_token, context=context), ok=None
+        self._wait_until_ready(
+            manager,
+            deadline,
+            _http_probe(lambda: _http_get(url, token=self._admin_token, context=context), ok=None),
         )
-
-    def _await(
-        self,
-        component: _Component,
-        deadline: float,
-        probe: Callable[[], tuple[int, str]],
-        *,
-        ok: str | None,
-    ) -> None:
-        """Poll ``probe`` until it answers 200 (with a body that is ``ok`` or contains it, if given)."""
-        last = "no answer yet"
-        while True:
-            assert component.process is not None
-            code = component.process.poll()
-            if code is not None:
-                raise ControlPlaneError(
-                    f"{component.name} exited during startup with code {code}; last {LOG_TAIL_LINES} lines of "
-                    f"{component.log_file}:\n{_tail(component.log_file)}"
-                )
-            status, body = probe()
-            if status == 200 and (ok is None or body.strip() == ok or ok in body):
-                return
-            last = f"HTTP {status}: {body.strip()[-500:]}" if status else body
-            if time.monotonic() >= deadline:
-                raise ControlPlaneError(
-                    f"{component.name} not ready within {READY_TIMEOUT_S:.0f} s of starting the control plane "
-                    f"({last}); last {LOG_TAIL_LINES} lines of {component.log_file}:\n{_tail(component.log_file)}"
-                )
-            time.sleep(0.2)
 
     def _write_kubeconfig(self, path: Path, *, token: str, user: str, namespace: str = "default") -> None:
         text = render_kubeconfig(
@@ -723,7 +605,7 @@ class ControlPlane:
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m sluice_local.control_plane",
+        prog="python -m tests.support.control_plane",
         description="Start etcd, kube-apiserver and kube-controller-manager on loopback until Ctrl-C.",
     )
     parser.add_argument("--port", type=int, help="the API server's port (default: a free one)")
@@ -745,7 +627,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Start a control plane, print how to reach it, and stop it on Ctrl-C or SIGTERM."""
     args = _parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    signal.signal(signal.SIGTERM, _interrupt)  # the same way out as Ctrl-C, through stop()
+    interrupt_on_sigterm()  # the same way out as Ctrl-C, through stop()
     plane = ControlPlane(work_dir=args.work_dir, apiserver_port=args.port)
     try:
         if args.build_only:
@@ -763,7 +645,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kubectl: {plane.binaries.kubectl}")
         print(f"export KUBECONFIG={kubeconfig}", flush=True)
         print("Ctrl-C stops the control plane", file=sys.stderr, flush=True)
-        while (dead := plane.exited_component()) is None:
+        while (dead := plane.exited()) is None:
             time.sleep(1)
         print(f"error: {dead}", file=sys.stderr)
         return 1
@@ -775,10 +657,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     finally:
         plane.stop()
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
