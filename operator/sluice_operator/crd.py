@@ -13,7 +13,15 @@ from dataclasses import MISSING, fields
 
 import yaml
 
+from sluice_operator import components
 from sluice_operator import spec as s
+
+
+def _jobs() -> str:
+    """The jobs' names as prose: ``basic, windowed and anomaly``."""
+    *others, last = components.names(components.JOBS)
+    return f"{', '.join(others)} and {last}" if others else last
+
 
 #: Printer columns of ``kubectl get spipe``.
 PRINTER_COLUMNS = [
@@ -217,7 +225,7 @@ def status_schema() -> dict:
             },
             "components": {
                 "type": "object",
-                "description": "Per component: generator, basic, windowed, anomaly.",
+                "description": f"Per component: {', '.join(components.names())}.",
                 "additionalProperties": component,
             },
             "topics": {
@@ -272,8 +280,7 @@ def build_crd() -> dict:
                             "type": "object",
                             "description": (
                                 "A StreamingPipeline runs the Sluice Kafka -> Spark Structured Streaming pipeline: "
-                                "its topics, checkpoint volume, event generator and the basic, windowed and "
-                                "anomaly jobs."
+                                f"its topics, checkpoint volume, event generator and the {_jobs()} jobs."
                             ),
                             "properties": {
                                 "apiVersion": {"type": "string", "description": "API version of the object."},
