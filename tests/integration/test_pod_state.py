@@ -19,8 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sluice_operator import kafka_admin
-from sluice_operator.manifests import STATE_MOUNT, pod_plan
+from sluice_operator import components, kafka_admin
+from sluice_operator.checkpoints import STATE_MOUNT
+from sluice_operator.manifests import pod_plan
 from sluice_operator.spec import parse_spec
 
 from sluice_local.artifacts import connector_jars
@@ -101,7 +102,9 @@ def test_job_state_lands_on_the_volume_and_survives_a_restart(kafka_broker, tmp_
     ]
     kafka_admin.ensure_topics(bootstrap, topics)
     source, output = spec.kafka.topics.source.name, spec.kafka.topics.windowed.name
-    plan = pod_plan(pipeline="lab", namespace="team", spec=spec, component="windowed", generation=0)
+    plan = pod_plan(
+        pipeline="lab", namespace="team", spec=spec, component=components.get("windowed"), generation=0
+    )
     volume = tmp_path / "pvc"
     volume.mkdir()
     log = tmp_path / "windowed.log"

@@ -488,7 +488,8 @@ SAMPLES = sorted((ROOT / "k8s" / "samples").glob("*.yaml"))
 def test_sample_pipeline_is_reconciled(
     control_plane, operator, api, namespace, kafka_broker, tmp_path, sample
 ):
-    from sluice_operator.manifests import enabled_components, pod_plan
+    from sluice_operator import components
+    from sluice_operator.manifests import pod_plan
     from sluice_operator.spec import parse_spec
 
     body = yaml.safe_load(sample.read_text())
@@ -500,7 +501,7 @@ def test_sample_pipeline_is_reconciled(
     assert apply(control_plane, namespace, body, tmp_path).returncode == 0
     spec = parse_spec(get_cr(api, namespace, name)["spec"])  # as stored, with the API server's defaults
 
-    want = [] if spec.suspend else enabled_components(spec)
+    want = [] if spec.suspend else [c.name for c in components.enabled(spec)]
     cr = wait_for(
         lambda: (
             (c := get_cr(api, namespace, name)).get("status", {}).get("components")
@@ -520,7 +521,9 @@ def test_sample_pipeline_is_reconciled(
             assert described[topic.name].config[key] == value
     # each pod on the server is exactly what the builder made for this spec
     for component, pod in pods(api, namespace, name).items():
-        built = pod_plan(pipeline=name, namespace=namespace, spec=spec, component=component).manifest
+        built = pod_plan(
+            pipeline=name, namespace=namespace, spec=spec, component=components.get(component)
+        ).manifest
         (container,) = pod.spec.containers
         (expected,) = built["spec"]["containers"]
         assert (container.command, container.args, container.image) == (
