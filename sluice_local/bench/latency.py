@@ -31,9 +31,10 @@ from pathlib import Path
 from sluice_operator import components
 from sluice_operator.kafka_admin import DesiredTopic, ensure_topics
 
+from sluice_local.checkpoints import queries_behind
 from sluice_local.job_process import job_environment, local_command
 from sluice_local.processes import kill_group
-from sluice_local.topics import read_all
+from sluice_local.topics import end_offsets, read_all
 
 #: The jobs' defaults (spark_jobs.*Options and the operator's spec): trigger, and per output the window length and
 #: the watermark delay, in seconds.
@@ -139,6 +140,29 @@ def alert_latencies(
     return latencies
 
 
+#: How long the jobs may take to catch up with the generator's last event before the run fails.
+CATCH_UP_TIMEOUT_S = 600.0
+
+
+def _await_caught_up(
+    root: Path, jobs: list[str], bootstrap: str, source: str, children: list[subprocess.Popen], *, log
+) -> None:
+    """Wait until each job's query has committed every event of ``source`` (a job that exits fails the run)."""
+    ends = end_offsets(bootstrap, source)
+    deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
+    started = time.monotonic()
+    while behind := queries_behind([root / job for job in jobs], source, ends):
+        if any(child.poll() is not None for child in children):
+            raise RuntimeError(f"latency: a job exited while catching up ({', '.join(behind)} behind)")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"latency: still behind after {CATCH_UP_TIMEOUT_S:g} s: {', '.join(behind)}")
+        time.sleep(1)
+    if time.monotonic() - started > 2:
+        log(
+            f"latency: the jobs caught up with the generator {time.monotonic() - started:.0f} s after its end"
+        )
+
+
 def run(
     *,
     bootstrap: str,
@@ -209,6 +233,9 @@ def run(
             command, capture_output=True, text=True, timeout=warmup + measured + 120, check=True
         )
         summary = json.loads(generator.stdout.strip().splitlines()[-1])
+        # On a busy machine the jobs can be far behind the generator: let each commit every event first, or the
+        # windows the measured events close are never written.
+        _await_caught_up(work / "checkpoints", list(outputs), bootstrap, source, children, log=log)
         # The last windows close one trigger (plus a micro-batch) after the last event that closes them.
         time.sleep(2 * TRIGGER_S + 5)
     finally:
