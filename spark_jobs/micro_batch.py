@@ -31,7 +31,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from spark_jobs.events import SOURCE_COLUMNS, dead_letter_columns, parse_events
+from spark_jobs.events import SOURCE_COLUMNS, InputLimits, dead_letter_columns, parse_events
 from spark_jobs.options import CommonOptions, Duration
 from spark_jobs.records import record_columns
 from spark_jobs.sinks import EventFiles, print_rows, write_to_kafka
@@ -156,7 +156,7 @@ class MicroBatches:
             F.count_if(self._is_passthrough).alias("dead_letters"),
         ]
         self._letters = [*[F.col(f"{PASSTHROUGH}.{c}").alias(c) for c in _DEAD_LETTER_COLUMNS]]
-        self._letter_columns = dead_letter_columns(plan.job)
+        self._letter_columns = dead_letter_columns(plan.job, max_bytes=opts.dead_letter_max_bytes)
         self._record_columns: dict[str, list] = {}  # per output, built from its first micro-batch's columns
         self._topic_columns = {
             topic: [
@@ -267,6 +267,16 @@ class MicroBatches:
             self.store.save(after, merged.where(~done))
 
 
+def input_limits(opts: CommonOptions) -> InputLimits:
+    """What a valid event must respect besides its form, from the job's flags."""
+    return InputLimits(
+        max_ahead_ms=None if opts.max_event_ahead is None else opts.max_event_ahead.millis,
+        max_behind_ms=None if opts.max_event_behind is None else opts.max_event_behind.millis,
+        max_record_bytes=opts.max_record_bytes,
+        max_field_length=opts.max_field_length,
+    )
+
+
 #: A query checkpoint of each output under ``<root>/<job>/``: the layout before one query per job (Sluice 0.1).
 _OLD_LAYOUT_MARKER = "dead_letters"
 
@@ -289,7 +299,7 @@ def start(
         )
     handler = MicroBatches(spark, plan, opts, write=write)
     query = (
-        parse_events(read_kafka(spark, opts) if source is None else source)
+        parse_events(read_kafka(spark, opts) if source is None else source, input_limits(opts))
         .writeStream.queryName(f"{opts.query_prefix}{plan.job}")
         .option("checkpointLocation", opts.checkpoint(plan.job))
         .trigger(**opts.trigger.spark_kwargs())

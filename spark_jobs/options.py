@@ -490,6 +490,22 @@ def _upper(text: str, *, flag: str) -> str:
     return text.upper()
 
 
+def _bound(text: str, *, flag: str) -> Duration | None:
+    """A duration, or ``none`` for no bound."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return Duration.parse(text, flag=flag)
+    except OptionsError:
+        raise OptionsError(
+            f"{flag}: {text!r} is neither a duration such as 30m, 1h or 168h nor 'none' (no bound)"
+        ) from None
+
+
+def _show_bound(value: Duration | None) -> str:
+    return "none" if value is None else str(value)
+
+
 @dataclass(frozen=True)
 class CommonOptions:
     """Settings every job takes: where to read, where to keep state, how to trigger and emit."""
@@ -545,6 +561,39 @@ class CommonOptions:
     )
     log_level: str = option("WARN", help="Spark log level", parse=_upper, choices=LOG_LEVELS)
     query_prefix: str = option("", help="prefix of streaming query names")
+    max_event_ahead: Duration | None = option(
+        Duration(3_600_000),
+        help="an event whose time is further ahead of the micro-batch's processing time is a dead letter "
+        "(TIMESTAMP_OUT_OF_RANGE); none: no bound",
+        parse=_bound,
+        show=_show_bound,
+    )
+    max_event_behind: Duration | None = option(
+        Duration(7 * 24 * 3_600_000),
+        help="an event whose time is further behind its record's Kafka timestamp is a dead letter "
+        "(TIMESTAMP_OUT_OF_RANGE); none: no bound",
+        parse=_bound,
+        show=_show_bound,
+    )
+    max_record_bytes: int = option(
+        65_536,
+        help="a record whose key and value hold more bytes is a dead letter (RECORD_TOO_LARGE)",
+        minimum=1,
+        maximum=104_857_600,
+    )
+    max_field_length: int = option(
+        256,
+        help="an event whose device_id or status has more characters is a dead letter (FIELD_TOO_LONG)",
+        minimum=1,
+        maximum=1_000_000,
+    )
+    dead_letter_max_bytes: int = option(
+        1_048_576,
+        help="the largest record the dead-letter topic takes (its max.message.bytes); a dead letter that would "
+        "be larger keeps a prefix of its bytes, their size and SHA-256",
+        minimum=32_768,
+        maximum=104_857_600,
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -8,7 +8,7 @@ pipeline stay byte-identical (their config hash) across operator upgrades:
     --bootstrap-servers, the component's topics, --checkpoint-root     (where it reads, where its state is)
     group "query"                                                      (trigger, output mode)
     --master, --shuffle-partitions                                     (Spark components)
-    group "source"                                                     (how much a micro-batch reads)
+    group "source", --dead-letter-max-bytes                            (what a micro-batch reads and accepts)
     --spark-conf KEY=VALUE...                                          (Spark components)
     group "settings"                                                   (the component's own: windows, rates...)
     its output topics, --output-dir, group "output"                    (where and how its results go)
@@ -29,14 +29,28 @@ def flag_value(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def _field_flags(settings: Any, group: str) -> list[str]:
+def _field_flags(parts: list[Any], group: str) -> list[str]:
     args: list[str] = []
-    for f in fields(settings):
-        flag = f.metadata.get("flag")
-        value = getattr(settings, f.name)
-        if flag and f.metadata["flag_group"] == group and value is not None:
-            args += [flag, flag_value(value)]
+    for settings in parts:
+        for f in fields(settings):
+            flag = f.metadata.get("flag")
+            value = getattr(settings, f.name)
+            if flag and f.metadata["flag_group"] == group and value is not None:
+                args += [flag, flag_value(value)]
     return args
+
+
+#: Kafka's default ``max.message.bytes`` is a little above this; the producer's ``max.request.size`` is this.
+_PRODUCER_MAX_REQUEST_BYTES = 1_048_576
+
+
+def dead_letter_max_bytes(spec: PipelineSpec) -> int:
+    """The largest record the dead-letter topic takes: its ``max.message.bytes`` when the spec sets it, capped by
+    what the jobs' producer sends (1 MiB); a dead letter that would be larger is cut to fit."""
+    configured = spec.kafka.topics.dead_letter.config.get("max.message.bytes")
+    if configured is None or not configured.strip().isdigit():
+        return _PRODUCER_MAX_REQUEST_BYTES
+    return min(int(configured), _PRODUCER_MAX_REQUEST_BYTES)
 
 
 def _topic_flags(spec: PipelineSpec, topics: tuple[TopicFlag, ...]) -> list[str]:
@@ -71,7 +85,7 @@ def arguments(
 ) -> list[str]:
     """The flags of ``python -m <component.module>`` for this spec; ``root`` is the pipeline's state directory
     (:func:`sluice_operator.checkpoints.state_root`) and ``generation`` the job's checkpoint generation."""
-    settings = component.settings(spec)
+    settings = component.parts(spec)
     args = ["--bootstrap-servers", spec.kafka.bootstrap_servers, *_topic_flags(spec, component.topics)]
     if component.stateful:
         args += ["--checkpoint-root", checkpoint_root(root=root, job=component.name, generation=generation)]
@@ -80,6 +94,8 @@ def arguments(
         cores = spec.spark.driver.cores if spec.spark.mode == "local" else 4
         args += ["--master", master(spec), "--shuffle-partitions", str(max(2, cores))]
     args += _field_flags(settings, "source")
+    if any(topic.role == "dead_letter" for topic in component.topics):
+        args += ["--dead-letter-max-bytes", str(dead_letter_max_bytes(spec))]
     if component.spark:
         for key, value in spark_conf(spec):
             args += ["--spark-conf", f"{key}={value}"]

@@ -16,6 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 
+def _part(spec: Any, path: str) -> Any:
+    value = spec
+    for name in path.split("."):
+        value = getattr(value, name)
+    return value
+
+
 @dataclass(frozen=True)
 class TopicFlag:
     """A topic of the pipeline (its role in ``spec.kafka.topics``) and the flag that passes its name."""
@@ -45,13 +52,16 @@ class Component:
     writes_files: bool = False
     #: The pod's resources when they do not come from ``spec.spark.driver``.
     resources: dict | None = None
+    #: Parts of the spec it takes flags from besides its own, shared with other components: ``("input",)``.
+    shared_paths: tuple[str, ...] = ()
 
     def settings(self, spec: Any) -> Any:
         """This component's part of a :class:`~sluice_operator.spec.PipelineSpec`."""
-        value = spec
-        for name in self.settings_path.split("."):
-            value = getattr(value, name)
-        return value
+        return _part(spec, self.settings_path)
+
+    def parts(self, spec: Any) -> list[Any]:
+        """Every part of the spec whose flagged fields are this component's flags: its own, then the shared ones."""
+        return [self.settings(spec), *(_part(spec, path) for path in self.shared_paths)]
 
     def enabled(self, spec: Any) -> bool:
         return bool(self.settings(spec).enabled)
@@ -59,6 +69,8 @@ class Component:
 
 #: What every job reads (the events) and writes besides its results (the records it cannot parse).
 _JOB_TOPICS = (TopicFlag("source", "--source-topic"), TopicFlag("dead_letter", "--dead-letter-topic"))
+#: What every job takes besides its own settings: the bounds of a valid event.
+_JOB_SHARED = ("input",)
 
 COMPONENTS: tuple[Component, ...] = (
     Component(
@@ -79,6 +91,7 @@ COMPONENTS: tuple[Component, ...] = (
         topics=_JOB_TOPICS,
         outputs=(TopicFlag("processed", "--processed-topic"),),
         writes_files=True,
+        shared_paths=_JOB_SHARED,
     ),
     Component(
         name="windowed",
@@ -88,6 +101,7 @@ COMPONENTS: tuple[Component, ...] = (
         stateful=True,
         topics=_JOB_TOPICS,
         outputs=(TopicFlag("windowed", "--windowed-topic"),),
+        shared_paths=_JOB_SHARED,
     ),
     Component(
         name="anomaly",
@@ -97,6 +111,7 @@ COMPONENTS: tuple[Component, ...] = (
         stateful=True,
         topics=_JOB_TOPICS,
         outputs=(TopicFlag("alerts", "--alerts-topic"),),
+        shared_paths=_JOB_SHARED,
     ),
 )
 

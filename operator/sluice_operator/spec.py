@@ -32,6 +32,8 @@ SHORT_NAMES = ("spipe",)
 
 #: A duration as the jobs and CEL's duration() both read it: a whole number and one unit.
 DURATION_PATTERN = r"^[0-9]+(ms|s|m|h)$"
+#: A duration, or ``none`` for no bound.
+BOUND_PATTERN = r"^(none|[0-9]+(ms|s|m|h))$"
 #: Kafka's legal topic names (CEL rejects "." and "..").
 TOPIC_PATTERN = r"^[a-zA-Z0-9._-]+$"
 #: Spark memory sizes (spark.driver.memory and friends): a number and an optional k/m/g/t unit.
@@ -498,6 +500,54 @@ class Jobs:
 
 
 @dataclass(frozen=True)
+class InputSpec:
+    """What the jobs accept as an event; any other record goes to the dead-letter topic with the reason in its
+    headers, and never reaches a window."""
+
+    max_event_ahead: str = spec_field(
+        "1h",
+        description=(
+            "An event whose timestamp is further ahead of the time its micro-batch runs is a dead letter "
+            "(TIMESTAMP_OUT_OF_RANGE): one far-future event would move the watermark past every real event. "
+            "A duration such as 30m or 1h, or none for no bound."
+        ),
+        pattern=BOUND_PATTERN,
+        flag="--max-event-ahead",
+        flag_group="source",
+    )
+    max_event_behind: str = spec_field(
+        "168h",
+        description=(
+            "An event whose timestamp is further behind its record's Kafka timestamp is a dead letter "
+            "(TIMESTAMP_OUT_OF_RANGE). Measured from when the record was produced, so a backlog read late is not "
+            "refused for that. A duration such as 24h or 168h (7 days), or none for no bound."
+        ),
+        pattern=BOUND_PATTERN,
+        flag="--max-event-behind",
+        flag_group="source",
+    )
+    max_record_bytes: int = spec_field(
+        65536,
+        description="A record whose key and value hold more bytes is a dead letter (RECORD_TOO_LARGE).",
+        minimum=1,
+        maximum=104857600,
+        flag="--max-record-bytes",
+        flag_group="source",
+    )
+    max_field_length: int = spec_field(
+        256,
+        description=(
+            "An event whose device_id or status has more characters is a dead letter (FIELD_TOO_LONG); they become "
+            "the keys of the jobs' outputs."
+        ),
+        minimum=1,
+        maximum=1000000,
+        flag="--max-field-length",
+        flag_group="source",
+    )
+
+
+@dataclass(frozen=True)
 class RestartPolicy:
     """What the operator does when a pod of the pipeline fails."""
 
@@ -538,6 +588,10 @@ class PipelineSpec:
     )
     generator: GeneratorSpec = spec_field(default_factory=GeneratorSpec, description="The event generator.")
     jobs: Jobs = spec_field(default_factory=Jobs, description="The streaming jobs.")
+    input: InputSpec = spec_field(
+        default_factory=InputSpec,
+        description="What every job accepts as an event; the other records become dead letters.",
+    )
     restart_policy: RestartPolicy = spec_field(
         default_factory=RestartPolicy, description="Restart policy of the pods."
     )

@@ -9,12 +9,13 @@ from pyspark.sql import functions as F
 
 from spark_jobs import windows
 from spark_jobs.events import dead_letters, parse_events, valid_events
+from spark_jobs.micro_batch import input_limits
 from spark_jobs.records import to_kafka_records
 
 
-def tumbling_rows(raw: DataFrame) -> DataFrame:
+def tumbling_rows(raw: DataFrame, opts) -> DataFrame:
     """Parse, then 10 s tumbling windows per device (average, maximum, minimum, count) with Spark's own window()."""
-    events = valid_events(parse_events(raw))
+    events = valid_events(parse_events(raw, input_limits(opts.common)))
     return events.groupBy(F.window("event_time", "10 seconds"), "device_id").agg(
         F.avg("value"), F.max("value"), F.min("value"), F.count(F.lit(1))
     )
@@ -32,9 +33,11 @@ def job_records(module, opts, raw: DataFrame) -> DataFrame:
     """Every record the job's transforms make of ``raw`` as one batch: its outputs for every window (none is
     waited for) and its dead letters. The basic job's event files are written by :func:`job_files`."""
     plan = module.plan(opts)
-    parsed = parse_events(raw)
+    parsed = parse_events(raw, input_limits(opts.common))
     values = windows.aggregate(valid_events(parsed), plan.specs)
-    letters = dead_letters(parsed, job=plan.job).select("key", "value")
+    letters = dead_letters(parsed, job=plan.job, max_bytes=opts.common.dead_letter_max_bytes).select(
+        "key", "value"
+    )
     return _output_records(plan, values).unionByName(letters)
 
 
@@ -43,14 +46,16 @@ def job_files(module, opts, raw: DataFrame) -> DataFrame | None:
     plan = module.plan(opts)
     if plan.event_files is None:
         return None
-    return valid_events(parse_events(raw)).withColumn("event_date", F.to_date("event_time"))
+    return valid_events(parse_events(raw, input_limits(opts.common))).withColumn(
+        "event_date", F.to_date("event_time")
+    )
 
 
 def expected_records(module, opts, raw: DataFrame) -> DataFrame:
     """The output records a drain of ``raw`` in one micro-batch writes in append mode: the windows the final
     watermark (latest event time, in whole milliseconds, minus the delay) has closed."""
     plan = module.plan(opts)
-    events = valid_events(parse_events(raw))
+    events = valid_events(parse_events(raw, input_limits(opts.common)))
     latest_ms = events.select(F.max(F.unix_millis("event_time"))).first()[0]
     watermark = F.timestamp_millis(F.lit(latest_ms - plan.watermark.millis))
     values = windows.aggregate(events, plan.specs).where(F.col("window_end") <= watermark)

@@ -165,7 +165,7 @@ def run_ceiling(args: argparse.Namespace) -> dict:
 
     def run_once() -> None:
         if args.kind == "tumbling":
-            tumbling_rows(raw).write.format("noop").mode("overwrite").save()
+            tumbling_rows(raw, opts).write.format("noop").mode("overwrite").save()
             return
         job_records(module, opts, raw).write.format("noop").mode("overwrite").save()
         files = job_files(module, opts, raw)
@@ -187,8 +187,11 @@ def run_ceiling(args: argparse.Namespace) -> dict:
     }
     if args.expected:
         from spark_jobs.events import parse_events
+        from spark_jobs.micro_batch import input_limits
 
-        result["dead_letters"] = parse_events(raw).where(F.col("error_code").isNotNull()).count()
+        result["dead_letters"] = (
+            parse_events(raw, input_limits(opts.common)).where(F.col("error_code").isNotNull()).count()
+        )
         records = expected_records(module, opts, raw)
         rows = records.select(F.col("key").cast("string"), F.col("value").cast("string")).collect()
         Path(args.expected).write_text("".join(json.dumps([r.key, r.value]) + "\n" for r in rows))

@@ -124,6 +124,8 @@ def test_windowed_job_in_the_image_reads_and_writes_kafka(images, kafka_broker, 
             "10s",
             "--shuffle-partitions",
             "2",
+            "--max-event-behind",  # the events are dated 2024-01-01 and produced now
+            "none",
         ),
         options=[*POD_LIKE, f"--volume={state}:/var/lib/sluice"],
         timeout=420,

@@ -169,6 +169,8 @@ def _common(
         "trigger": Trigger(available_now=True),
         "console": False,
         "shuffle_partitions": 2,
+        # The events are dated from 2024-03-01 (a fixed history, so the references are fixed) and produced now.
+        "max_event_behind": None,
         **overrides,
     }
     # Query names must be unique among active queries: one prefix per run.

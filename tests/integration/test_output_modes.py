@@ -51,6 +51,7 @@ def run_windowed(spark, bootstrap, source, *, out, dead, tmp_path, mode: str) ->
             console=False,
             query_prefix=f"modes-{mode}-",
             shuffle_partitions=2,
+            max_event_behind=None,  # the events are dated 2024-03-01 and produced now
         ),
         windowed_topic=out,
         status_window=Duration.parse("1h"),

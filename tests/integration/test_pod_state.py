@@ -93,6 +93,7 @@ def test_job_state_lands_on_the_volume_and_survives_a_restart(kafka_broker, tmp_
                 },
             },
             "jobs": {"windowed": {"trigger": "2s", "statusWindow": "1m"}},
+            "input": {"maxEventBehind": "none"},  # the events are dated 2024-05-01 and produced now
             "spark": {"driver": {"cores": 2, "memory": "1g"}},
         }
     )

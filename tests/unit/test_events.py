@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime
 
 import pytest
+from pyspark.sql import functions as F
 
 from spark_jobs import events as ev
 
@@ -15,7 +17,8 @@ RAW_SCHEMA = (
     "key binary, value binary, topic string, partition int, offset long, timestamp timestamp, "
     "headers array<struct<key:string,value:binary>>"
 )
-KAFKA_TIME = datetime(2024, 5, 1, 8, 0, 0)
+# An hour after the events' own time (2024-01-01T12:00:00Z): within the default bounds of event time.
+KAFKA_TIME = datetime(2024, 1, 1, 13, 0, 0)
 
 
 def raw_frame(spark, values: list[bytes | None]):
@@ -101,6 +104,27 @@ BAD_RECORDS = [
         "finite",
     ),
     (event(device_id=""), ev.INVALID_VALUE, "empty"),
+    # values JSON has no words for, and JSON a parser must refuse
+    (event().replace(b"42.5", b"NaN"), ev.INVALID_JSON, "not valid JSON"),
+    (event().replace(b"42.5", b"Infinity"), ev.INVALID_JSON, "not valid JSON"),
+    (event().replace(b"42.5", b"-1e999"), ev.INVALID_VALUE, "finite"),
+    (b"[" * 10_000 + b"]" * 10_000, ev.INVALID_JSON, "nests deeper"),
+    (b'{"a":' * 10_000 + b"1" + b"}" * 10_000, ev.INVALID_JSON, "nests deeper"),
+    (event().replace(b'"value": 42.5', b'"value": 1, "value": 2'), ev.INVALID_JSON, "repeats a key"),
+    # bounds: size, field length, event time
+    (b"x" * 65_535, ev.RECORD_TOO_LARGE, "65537 bytes; at most 65536"),  # with the 2-byte key "k0"
+    (event(device_id="d" * 257), ev.FIELD_TOO_LONG, "'device_id' is 257 characters long; at most 256"),
+    (event(status="s" * 300), ev.FIELD_TOO_LONG, "'status' is 300 characters long"),
+    (
+        event(timestamp="9999-01-01T00:00:00Z"),
+        ev.TIMESTAMP_OUT_OF_RANGE,
+        "9999-01-01T00:00:00.000Z is more than 1h ahead",
+    ),
+    (
+        event(timestamp="1970-01-01T00:00:00Z"),
+        ev.TIMESTAMP_OUT_OF_RANGE,
+        "1970-01-01T00:00:00.000Z is more than 168h behind the record's Kafka timestamp 2024-01-01T13:00:00.000Z",
+    ),
 ]
 
 
@@ -114,6 +138,143 @@ def test_each_bad_kind_is_classified(spark, value, code, words):
 
 def test_every_error_code_is_exercised():
     assert {code for _, code, _ in BAD_RECORDS} == set(ev.ERROR_CODES)
+
+
+def test_fields_of_exactly_the_limits_are_accepted(spark):
+    # 65,536 bytes of key and value: the 2-byte key "k0" and a 65,534-byte event padded with an ignored field
+    body = event(device_id="d" * 256, status="s" * 256)
+    padded = body[:-1] + b', "pad": "' + b"p" * (65_534 - len(body) - 11) + b'"}'
+    assert len(padded) == 65_534
+    row = parse_one(spark, padded)
+    assert (row.error_code, len(row.device_id), len(row.status)) == (None, 256, 256)
+
+
+def _parse_at(spark, event_times: list[str], *, now: str, limits=ev.DEFAULT_LIMITS):
+    values = [event(timestamp=t) for t in event_times]
+    parsed = ev.parse_events(raw_frame(spark, values), limits, now=F.lit(now).cast("timestamp"))
+    return [(r.error_code, r.event_time) for r in parsed.collect()]
+
+
+def test_event_time_bounds_are_inclusive(spark):
+    # Kafka time 2024-01-01T13:00:00Z; processing time 2024-01-01T14:00:00Z: an event may be up to 15:00:00 (1 h
+    # ahead of processing) and back to 2023-12-25T13:00:00 (7 days behind its Kafka time), both ends included.
+    got = _parse_at(
+        spark,
+        [
+            "2024-01-01T15:00:00Z",
+            "2024-01-01T15:00:00.001Z",
+            "2023-12-25T13:00:00Z",
+            "2023-12-25T12:59:59.999Z",
+        ],
+        now="2024-01-01 14:00:00",
+    )
+    assert got == [
+        (None, datetime(2024, 1, 1, 15)),
+        (ev.TIMESTAMP_OUT_OF_RANGE, None),
+        (None, datetime(2023, 12, 25, 13)),
+        (ev.TIMESTAMP_OUT_OF_RANGE, None),
+    ]
+
+
+def test_no_bound_accepts_any_time(spark):
+    unbounded = ev.InputLimits(max_ahead_ms=None, max_behind_ms=None)
+    got = _parse_at(
+        spark, ["9999-01-01T00:00:00Z", "1970-01-01T00:00:00Z"], now="2024-01-01 14:00:00", limits=unbounded
+    )
+    assert got == [(None, datetime(9999, 1, 1)), (None, datetime(1970, 1, 1))]
+
+
+def _letter(spark, value, *, key=b"k", headers=(), max_bytes=ev.DEAD_LETTER_MAX_BYTES):
+    rows = [(key, value, "stream_data_topic", 2, 7, KAFKA_TIME, list(headers))]
+    parsed = ev.parse_events(spark.createDataFrame(rows, RAW_SCHEMA))
+    (row,) = ev.dead_letters(parsed, job="basic", max_bytes=max_bytes).collect()
+    return row
+
+
+def _size(row) -> int:
+    """Key, value and headers of a record, in bytes (what the dead-letter topic must take, before framing)."""
+    headers = sum(len(h.key.encode()) + len(bytes(h.value or b"")) for h in row.headers)
+    return len(bytes(row.key or b"")) + len(bytes(row.value or b"")) + headers
+
+
+def test_forged_dead_letter_headers_are_kept_as_previous_ones(spark):
+    forged = [("sluice.dlq.error_code", b"FORGED"), ("sluice.dlq.previous.job", b"earlier"), ("x", b"\xff")]
+    row = _letter(spark, b"junk", headers=forged)
+    headers = [(h.key, bytes(h.value)) for h in row.headers]
+    assert headers[:3] == [
+        ("sluice.dlq.previous.error_code", b"FORGED"),
+        ("sluice.dlq.previous.previous.job", b"earlier"),
+        ("x", b"\xff"),
+    ]
+    assert [v for k, v in headers if k == "sluice.dlq.error_code"] == [b"INVALID_JSON"]
+
+
+def test_non_utf8_keys_and_headers_are_carried_as_bytes(spark):
+    rows = [
+        (b"\xff\xfe", event(), "t", 0, 1, KAFKA_TIME, [("h", b"\xc3\x28")]),
+        (b"\xff\xfe", b"junk", "t", 0, 2, KAFKA_TIME, [("h", b"\xc3\x28")]),
+    ]
+    parsed = ev.parse_events(spark.createDataFrame(rows, RAW_SCHEMA))
+    assert [r.error_code for r in parsed.collect()] == [None, ev.INVALID_JSON]
+    (letter,) = ev.dead_letters(parsed, job="basic").collect()
+    assert bytes(letter.key) == b"\xff\xfe" and (letter.headers[0].key, bytes(letter.headers[0].value)) == (
+        "h",
+        b"\xc3\x28",
+    )
+
+
+def test_a_dead_letter_that_fits_is_whole(spark):
+    value = (
+        b"x" * 30_000
+    )  # not JSON; 30,001 bytes of key and value with its headers come to well under 39,000
+    row = _letter(spark, value, max_bytes=40_000)
+    assert bytes(row.value) == value and bytes(row.key) == b"k"
+    assert not any(h.key == "sluice.dlq.truncated" for h in row.headers)
+
+
+def test_a_dead_letter_too_big_for_its_topic_keeps_a_prefix_its_size_and_hash(spark):
+    key, value = (
+        b"K" * 2_000,
+        b"x" * 70_000,
+    )  # 72,000 bytes: RECORD_TOO_LARGE, and bigger than the topic takes
+    row = _letter(spark, value, key=key, headers=[("origin", b"test")], max_bytes=40_000)
+    headers = {h.key: bytes(h.value).decode() for h in row.headers}
+    assert headers["sluice.dlq.error_code"] == ev.RECORD_TOO_LARGE
+    assert headers["origin"] == "test"  # small headers are kept
+    assert headers["sluice.dlq.truncated"] == "true"
+    assert headers["sluice.dlq.original_key_bytes"] == "2000"
+    assert headers["sluice.dlq.original_key_sha256"] == hashlib.sha256(key).hexdigest()
+    assert headers["sluice.dlq.original_value_bytes"] == "70000"
+    assert headers["sluice.dlq.original_value_sha256"] == hashlib.sha256(value).hexdigest()
+    assert headers["sluice.dlq.original_headers_dropped"] == "0"
+    assert bytes(row.key) == key[:1024]
+    assert bytes(row.value) == value[: len(row.value)]
+    # filled up to the limit less 1 KiB for Kafka's framing, not beyond
+    assert _size(row) == 40_000 - 1024
+
+
+def test_a_dead_letter_drops_headers_too_big_to_keep_and_counts_them(spark):
+    headers = [(f"h{i}", b"v" * 1000) for i in range(20)]  # 20 KB of headers
+    row = _letter(spark, b"y" * 60_000, headers=headers, max_bytes=40_000)
+    names = [h.key for h in row.headers]
+    assert not any(n.startswith("h") for n in names)
+    kept = {h.key: bytes(h.value).decode() for h in row.headers}
+    assert kept["sluice.dlq.original_headers_dropped"] == "20"
+    assert kept["sluice.dlq.original_headers_bytes"] == str(
+        20 * (2 + 1000) + 10 * 1
+    )  # h0..h9: 2 chars, h10..: 3
+    assert _size(row) == 40_000 - 1024
+
+
+def test_a_dead_letter_limit_below_the_minimum_is_refused():
+    with pytest.raises(ValueError, match="at least 32768"):
+        ev.dead_letter_columns("basic", max_bytes=1000)
+
+
+def test_a_record_without_a_kafka_timestamp_is_not_refused_as_behind(spark):
+    rows = [(b"k", event(), "t", 0, 1, None, None)]
+    (row,) = ev.parse_events(spark.createDataFrame(rows, RAW_SCHEMA)).collect()
+    assert row.error_code is None
 
 
 def test_valid_and_invalid_records_of_one_batch_are_split_without_loss(spark):
@@ -142,7 +303,7 @@ def test_dead_letter_headers_name_reason_job_and_source(spark):
         "sluice.dlq.source_topic": "stream_data_topic",
         "sluice.dlq.source_partition": "0",
         "sluice.dlq.source_offset": "100",
-        "sluice.dlq.source_timestamp": "2024-05-01T08:00:00.000Z",
+        "sluice.dlq.source_timestamp": "2024-01-01T13:00:00.000Z",
     }
     assert bytes(row.value) == b"\xff\xfe"
 

@@ -48,6 +48,11 @@ COMMON = {
     "--spark-conf": [],
     "--log-level": "WARN",
     "--query-prefix": "",
+    "--max-event-ahead": "1h",
+    "--max-event-behind": "168h",
+    "--max-record-bytes": 65_536,
+    "--max-field-length": 256,
+    "--dead-letter-max-bytes": 1_048_576,
 }
 BASIC = {
     "--window": "10s",
@@ -179,6 +184,9 @@ COMMON_BOUNDS = {
     "--max-offsets-per-trigger": (1, None, False),
     "--console-rows": (1, None, False),
     "--shuffle-partitions": (1, None, False),
+    "--max-record-bytes": (1, 104_857_600, False),
+    "--max-field-length": (1, 1_000_000, False),
+    "--dead-letter-max-bytes": (32_768, 104_857_600, False),
 }
 BOUNDS = {
     BasicOptions: COMMON_BOUNDS,

@@ -35,8 +35,12 @@ WIDER = {
 
 
 def _spec_fields(component: components.Component):
-    settings = component.settings(PipelineSpec())
-    return [(f, getattr(settings, f.name)) for f in fields(settings) if f.metadata.get("flag")]
+    return [
+        (f, getattr(part, f.name))
+        for part in component.parts(PipelineSpec())
+        for f in fields(part)
+        if f.metadata.get("flag")
+    ]
 
 
 def _cases():
