@@ -24,6 +24,8 @@ from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 from reference import Event, Parsed, Windowing, seconds
 from sluice_operator.kafka_admin import DesiredTopic, ensure_topics
+from support.outputs import assert_same_records as _assert_same_records
+from support.outputs import records_by_key as _records
 
 from sluice_local.kafka_broker import KafkaBroker
 from sluice_local.topics import end_offsets, read_all
@@ -64,8 +66,6 @@ DLQ_HEADERS = tuple(
 # every malformed kind (7 to 20 times each); its last message is a valid event at 00:01:59.960, so the final
 # watermarks are x9.960 s and no window ends exactly on one.
 DATASET = {"count": 3000, "devices": 8, "interval_ms": 40, "seed": 11, "malformed_fraction": 0.03}
-# Far enough apart that float rounding cannot be what decides a comparison.
-REL = 1e-9
 MARGIN = 1e-6
 # With a status window of 20 s the status aggregation closes windows within the test data (1 h would not).
 STATUS_WINDOW = S("20s")
@@ -204,44 +204,6 @@ def _end_offsets(progress) -> dict[int, int]:
 
 
 # --- comparing outputs -------------------------------------------------------------------------------------------
-
-
-def _records(messages: Sequence[Message]) -> dict[str, dict]:
-    """Output records by key; a key written twice fails (append mode writes each window once)."""
-    keys = Counter(m.key().decode() for m in messages)
-    twice = sorted(k for k, n in keys.items() if n > 1)
-    assert not twice, f"{len(twice)} keys written more than once, e.g. {twice[:5]}"
-    return {m.key().decode(): json.loads(m.value()) for m in messages}
-
-
-def _same(actual: object, expected: object) -> bool:
-    if isinstance(expected, float):
-        return (
-            isinstance(actual, int | float)
-            and not isinstance(actual, bool)
-            and actual == pytest.approx(expected, rel=REL, abs=REL)
-        )
-    return type(actual) is type(expected) and actual == expected
-
-
-def _assert_same_records(actual: dict[str, dict], expected: dict[str, dict], what: str) -> None:
-    missing, extra = sorted(expected.keys() - actual.keys()), sorted(actual.keys() - expected.keys())
-    assert not missing and not extra, (
-        f"{what}: {len(missing)} expected keys missing (e.g. {missing[:4]}), "
-        f"{len(extra)} unexpected keys (e.g. {extra[:4]})"
-    )
-    wrong = []
-    for key in sorted(expected):
-        got, want = actual[key], expected[key]
-        if got.keys() != want.keys():
-            wrong.append(f"{key}: fields {sorted(got)} != {sorted(want)}")
-            continue
-        wrong += [
-            f"{key}: {name} = {got[name]!r}, expected {want[name]!r}"
-            for name in want
-            if not _same(got[name], want[name])
-        ]
-    assert not wrong, f"{what}: {len(wrong)} fields differ:\n" + "\n".join(wrong[:20])
 
 
 def _by_aggregation(records: dict[str, dict], aggregation: str) -> dict[str, dict]:
