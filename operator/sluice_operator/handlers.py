@@ -62,7 +62,7 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
 
 
 def _observe(spec: PipelineSpec, *, name: str, namespace: str) -> planner.Observed:
-    """Reconcile the topics, then read the claim and the pods; with Kafka unreachable the pass looks no further."""
+    """Reconcile the topics, then read the claim and the pods; with Kafka unreachable, only the pods."""
     topic_error = None
     try:
         topics = kafka_admin.ensure_topics(
@@ -70,8 +70,8 @@ def _observe(spec: PipelineSpec, *, name: str, namespace: str) -> planner.Observ
             kafka_admin.desired_topics(spec.kafka.topics),
             timeout=SETTINGS.kafka_timeout,
         )
-    except kafka_admin.KafkaUnavailable as exc:
-        return planner.Observed(kafka_unavailable=str(exc))
+    except kafka_admin.KafkaUnavailable as exc:  # the pods still, so that suspend is applied
+        return planner.Observed(kafka_unavailable=str(exc), pods=cluster.pipeline_pods(namespace, name))
     except kafka_admin.KafkaAdminError as exc:
         topics, topic_error = [], str(exc)
     return planner.Observed(

@@ -10,7 +10,9 @@ component's record in the pipeline's status, the spec and the clock, and :func:`
 
 Restarts follow ``spec.restartPolicy``: a failed pod (or, with ``Always``, one that completed) is recreated after
 ``backoffSeconds * 2^restarts`` seconds, capped at ``maxBackoffSeconds``; after ``maxAttempts`` restarts the
-operator gives up and says so. A spec change that alters a pod resets the count.
+operator gives up and says so. Restarts count within a window: a pod that ran at least ``windowSeconds`` before it
+ended starts a fresh count (and backoff), so incidents months apart never add up to the limit. A spec change that
+alters a pod resets the count.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class ObservedPod:
     phase: str  # Pending, Running, Succeeded, Failed, Unknown
     config_hash: str | None
     terminating: bool = False
+    ran_seconds: float | None = None  # how long its container ran before it ended (None: unknown, or running)
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,17 @@ def decide(
             return Decision(KEEP, record, "Failed", "Failed", f"{component}: failed (restartPolicy Never)")
         return Decision(KEEP, record, pod.phase, pod.phase, f"{component}: {pod.phase.lower()}")
 
+    fresh = ""
+    ran = pod.ran_seconds
+    if (
+        record.next_restart is None
+        and not record.gave_up
+        and record.restarts
+        and ran is not None
+        and ran >= policy.window_seconds
+    ):
+        record = replace(record, restarts=0)
+        fresh = f" (it ran {ran:.0f} s, at least restartPolicy.windowSeconds: a fresh count)"
     if record.gave_up or (policy.max_attempts and record.restarts >= policy.max_attempts):
         given = replace(record, gave_up=True, next_restart=None)
         return Decision(
@@ -132,7 +146,7 @@ def decide(
             scheduled,
             "BackOff",
             "BackOff",
-            f"{component}: pod {pod.phase.lower()}; restart {record.restarts + 1} in {delay} s",
+            f"{component}: pod {pod.phase.lower()}; restart {record.restarts + 1} in {delay} s{fresh}",
         )
     if now < record.next_restart:
         wait = (record.next_restart - now).total_seconds()

@@ -9,7 +9,7 @@ A pass, in order:
 
 1. The spec: an invalid one gives phase Invalid, the Invalid condition and an InvalidSpec Event, nothing else.
 2. The topics: Kafka unreachable ends the pass (condition, Event, ``kafkaFailures`` + 1, a retry after a doubling
-   delay). A topic created or changed gets an Event; a refusal that stands gets one when it first appears.
+   delay), once the pods of a suspended pipeline or of a disabled component are removed (that needs no topic). A topic created or changed gets an Event; a refusal that stands gets one when it first appears.
 3. The checkpoint claim: created when absent (unless the spec names an existing claim); CheckpointsReady says
    whether it is bound.
 4. Each component: a fresh checkpoint generation when its state fingerprint moved, then what
@@ -56,7 +56,7 @@ class TopicResult(Protocol):
 
 @dataclass(frozen=True)
 class Observed:
-    """What the pass found. When Kafka was unreachable, nothing else was looked at."""
+    """What the pass found. When Kafka was unreachable, only the pods were looked at."""
 
     kafka_unavailable: str | None = None  # why Kafka could not be reached
     topics: Sequence[TopicResult] = ()  # what reconciling the topics did or refused
@@ -158,6 +158,8 @@ def decide(
         raise ValueError("a valid spec needs what the pass observed")
 
     valid = st.condition(st.INVALID, False, "Valid", "the spec is valid", generation=generation)
+    enabled = [c.name for c in registry.enabled(spec)]
+    old_components = status.get("components") or {}
     if observed.kafka_unavailable is not None:
         failures = int(status.get("kafkaFailures") or 0)
         delay = kafka_retry_delay(kafka_retry_base, failures)
@@ -167,15 +169,38 @@ def decide(
             st.condition(st.TOPICS_READY, False, "KafkaUnavailable", why, generation=generation),
             st.condition(st.READY, False, "KafkaUnavailable", "waiting for Kafka", generation=generation),
         ]
+        out = {
+            "observedGeneration": generation,
+            "phase": "Suspended" if spec.suspend else status.get("phase") or "Pending",
+            "conditions": st.merge_conditions(previous_conditions, conditions, now=now),
+            "kafkaFailures": failures + 1,
+        }
+        # Removing pods needs no topic: a suspended pipeline, or a component turned off, is applied all the same.
+        events, actions, components = [Event(WARNING, "KafkaUnavailable", why)], [], dict(remembered)
+        for declared in registry.COMPONENTS:
+            if not spec.suspend and declared.name in enabled:
+                continue
+            entry, action, notices = _component(
+                declared,
+                name=name,
+                namespace=namespace,
+                spec=spec,
+                wanted=declared.name in enabled,
+                pod=observed.pods.get(declared.name),
+                previous=remembered.get(declared.name)
+                or st.ComponentStatus.from_status(old_components.get(declared.name)),
+                now=now,
+            )
+            components[declared.name] = entry
+            actions += [action] if action else []
+            events += notices
+        if components != remembered:
+            out["components"] = {**old_components, **{c: e.to_status() for c, e in components.items()}}
         return Plan(
-            status={
-                "observedGeneration": generation,
-                "phase": status.get("phase") or "Pending",
-                "conditions": st.merge_conditions(previous_conditions, conditions, now=now),
-                "kafkaFailures": failures + 1,
-            },
-            events=(Event(WARNING, "KafkaUnavailable", why),),
-            components=remembered,
+            status=out,
+            actions=tuple(actions),
+            events=tuple(events),
+            components=components,
             reported=reported,
             retry=Retry(f"Kafka is unreachable; retrying in {delay:g} s", delay),
         )
@@ -200,8 +225,6 @@ def decide(
     out["checkpointClaim"] = claim
     actions = [claim_action] if claim_action else []
 
-    enabled = [c.name for c in registry.enabled(spec)]
-    old_components = status.get("components") or {}
     components: dict[str, st.ComponentStatus] = {}
     for declared in registry.COMPONENTS:
         component = declared.name
@@ -328,7 +351,21 @@ def _observed_pod(pod: Mapping | None) -> lifecycle.ObservedPod | None:
         phase=(pod.get("status") or {}).get("phase", "Pending"),
         config_hash=(meta.get("annotations") or {}).get(manifests.ANNOTATION_CONFIG_HASH),
         terminating=meta.get("deletionTimestamp") is not None,
+        ran_seconds=_ran_seconds(pod),
     )
+
+
+def _ran_seconds(pod: Mapping) -> float | None:
+    """How long the pod's first container ran before it ended, from its terminated state (None if it has not)."""
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    ended = ((statuses[0].get("state") or {}).get("terminated") or {}) if statuses else {}
+    started, finished = (
+        st.parse_timestamp(ended.get("startedAt")),
+        st.parse_timestamp(ended.get("finishedAt")),
+    )
+    if started is None or finished is None:
+        return None
+    return (finished - started).total_seconds()
 
 
 def _component(

@@ -564,9 +564,20 @@ class RestartPolicy:
     )
     max_attempts: int = spec_field(
         5,
-        description="Restarts of one component before the operator stops trying (0: no limit).",
+        description=(
+            "Restarts of one component within windowSeconds before the operator stops trying (0: no limit)."
+        ),
         minimum=0,
         maximum=1000,
+    )
+    window_seconds: int = spec_field(
+        3600,
+        description=(
+            "A pod that ran at least this long before it failed starts a fresh count of restarts (and of backoff): "
+            "incidents far apart never add up to maxAttempts."
+        ),
+        minimum=60,
+        maximum=2592000,
     )
 
     CEL_RULES: ClassVar = (

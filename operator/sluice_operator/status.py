@@ -105,7 +105,7 @@ class ComponentStatus:
         data = data or {}
         record = ComponentRecord(
             restarts=int(data.get("restarts", 0)),
-            next_restart=_parse_timestamp(data.get("nextRestart")),
+            next_restart=parse_timestamp(data.get("nextRestart")),
             gave_up=bool(data.get("gaveUp", False)),
             generation=int(data.get("checkpointGeneration", 0)),
             fingerprint=data.get("stateFingerprint"),
@@ -116,7 +116,7 @@ class ComponentStatus:
             pod=data.get("pod"),
             phase=data.get("phase"),
             message=data.get("message"),
-            last_start=_parse_timestamp(data.get("lastStart")),
+            last_start=parse_timestamp(data.get("lastStart")),
             checkpoint_path=data.get("checkpointPath"),
         )
 
@@ -125,7 +125,8 @@ def _timestamp(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def _parse_timestamp(text: str | None) -> datetime | None:
+def parse_timestamp(text: str | None) -> datetime | None:
+    """An ISO-8601 time as the API server or this status writes it (None stays None)."""
     return datetime.fromisoformat(text) if text else None
 
 

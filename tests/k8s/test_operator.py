@@ -421,6 +421,25 @@ def test_deletion_is_not_stuck_when_kafka_is_gone(control_plane, operator, api, 
 
 
 @pytest.mark.timeout(300)
+def test_suspend_is_applied_while_kafka_is_unreachable(
+    control_plane, operator, api, namespace, kafka_broker, tmp_path
+):
+    body = manifest("cutoff", kafka_broker.bootstrap_servers)
+    assert apply(control_plane, namespace, body, tmp_path).returncode == 0
+    wait_for(lambda: len(pods(api, namespace, "cutoff")) == 4, what="pods")
+    # Kafka moves out of reach and the user suspends the pipeline in one change: the pods must go all the same.
+    (port,) = free_ports(1)
+    patch = {"spec": {"suspend": True, "kafka": {"bootstrapServers": f"127.0.0.1:{port}"}}}
+    api["custom"].patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "cutoff", patch)
+    wait_for(lambda: pods(api, namespace, "cutoff") == {}, timeout=90, what="the pods removed")
+    cr = wait_for(
+        lambda: (c := get_cr(api, namespace, "cutoff"))["status"].get("phase") == "Suspended" and c,
+        what="phase Suspended",
+    )
+    assert condition(cr, "TopicsReady")["reason"] == "KafkaUnavailable"
+
+
+@pytest.mark.timeout(300)
 def test_semantically_invalid_spec_gets_the_invalid_condition_and_no_children(
     control_plane, operator, api, namespace, kafka_broker, tmp_path
 ):

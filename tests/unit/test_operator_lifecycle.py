@@ -120,3 +120,37 @@ def test_checkpoint_generation_moves_only_when_the_fingerprint_changes():
     assert next_generation(record, "fp1") == (record, False)
     moved, reset = next_generation(record, "fp2")
     assert (moved.generation, moved.fingerprint, reset) == (1, "fp2", True)
+
+
+def test_a_pod_that_ran_a_whole_window_starts_a_fresh_count():
+    # POLICY: maxAttempts 3, windowSeconds 3600 (the default). Three restarts used up by earlier incidents.
+    used_up = ComponentRecord(restarts=3, config_hash="h1")
+    short = ObservedPod("Failed", "h1", ran_seconds=3599)
+    assert (step(short, used_up, now=T0).action, step(short, used_up, now=T0).reason) == (
+        KEEP,
+        "RestartLimitReached",
+    )
+
+    long = ObservedPod("Failed", "h1", ran_seconds=3600)
+    d = step(long, used_up, now=T0)
+    assert (d.action, d.reason, d.record.restarts) == (WAIT, "BackOff", 0)
+    assert d.message == (
+        "basic: pod failed; restart 1 in 10 s (it ran 3600 s, at least restartPolicy.windowSeconds: a fresh count)"
+    )
+    assert d.record.next_restart == T0 + timedelta(seconds=10)  # the first backoff again, not the longest
+    # the next passes over the same failed pod count on from the fresh record
+    d = step(long, d.record, now=T0 + timedelta(seconds=10))
+    assert (d.action, d.record.restarts) == (DELETE, 1)
+
+
+def test_a_fresh_count_never_revives_a_pipeline_that_gave_up_or_a_pod_of_unknown_run_time():
+    gave_up = ComponentRecord(restarts=3, gave_up=True, config_hash="h1")
+    assert (
+        step(ObservedPod("Failed", "h1", ran_seconds=7200), gave_up, now=T0).reason == "RestartLimitReached"
+    )
+    used_up = ComponentRecord(restarts=3, config_hash="h1")
+    assert step(ObservedPod("Failed", "h1"), used_up, now=T0).reason == "RestartLimitReached"
+    window = RestartPolicy(backoff_seconds=10, max_backoff_seconds=30, max_attempts=3, window_seconds=60)
+    assert (
+        step(ObservedPod("Failed", "h1", ran_seconds=61), used_up, now=T0, policy=window).reason == "BackOff"
+    )

@@ -433,3 +433,53 @@ def test_a_window_change_moves_the_job_to_a_fresh_checkpoint_and_replaces_its_po
         "/var/lib/sluice/checkpoints/basic/g1",
     )
     assert plan.status["components"]["windowed"]["checkpointGeneration"] == 0
+
+
+def test_suspend_is_applied_while_kafka_is_unreachable():
+    suspended = parse_spec({**RAW, "suspend": True})
+    down = Observed(
+        kafka_unavailable="Kafka at kafka:9092 did not answer within 5 s", pods=running(suspended)
+    )
+    plan = decide(down, spec=suspended, status={"phase": "Running"})
+    assert [(a.kind, a.name) for a in plan.actions] == [(DELETE_POD, f"lab-{c}") for c in COMPONENTS]
+    assert plan.status["phase"] == "Suspended"
+    assert {c: e["phase"] for c, e in plan.status["components"].items()} == dict.fromkeys(
+        COMPONENTS, "Suspended"
+    )
+    assert plan.retry == Retry(
+        "Kafka is unreachable; retrying in 15 s", 15.0
+    )  # topics are still to be checked
+
+
+def test_a_component_turned_off_while_kafka_is_unreachable_loses_its_pod_and_the_others_are_left_alone():
+    spec = parse_spec({**RAW, "generator": {"enabled": False}})
+    down = Observed(kafka_unavailable="Kafka at kafka:9092 did not answer within 5 s", pods=running(spec))
+    plan = decide(down, spec=spec)
+    assert [(a.kind, a.name) for a in plan.actions] == [(DELETE_POD, "lab-generator")]
+    assert set(plan.status["components"]) == {"generator"}
+
+
+def test_how_long_a_failed_pod_ran_comes_from_its_container_and_decides_a_fresh_count():
+    def failed(ran: timedelta) -> dict:
+        started = T0 - ran
+        terminated = {"startedAt": started.isoformat(), "finishedAt": T0.isoformat(), "exitCode": 1}
+        return {
+            **pod("basic", "Failed"),
+            "status": {"phase": "Failed", "containerStatuses": [{"state": {"terminated": terminated}}]},
+        }
+
+    used_up = {
+        "basic": ComponentStatus(
+            record=ComponentRecord(
+                restarts=3,
+                config_hash=pod("basic", "Failed")["metadata"]["annotations"][
+                    manifests.ANNOTATION_CONFIG_HASH
+                ],
+            )
+        )
+    }
+    seen = Observed(topics=UNCHANGED, claim=BOUND, pods={**running(), "basic": failed(timedelta(hours=2))})
+    plan = decide(seen, remembered=used_up)
+    assert plan.components["basic"].phase == "BackOff" and plan.components["basic"].record.restarts == 0
+    seen = Observed(topics=UNCHANGED, claim=BOUND, pods={**running(), "basic": failed(timedelta(minutes=5))})
+    assert decide(seen, remembered=used_up).components["basic"].phase == "GaveUp"
