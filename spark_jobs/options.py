@@ -587,6 +587,11 @@ class CommonOptions:
         minimum=1,
         maximum=1_000_000,
     )
+    fail_on_data_loss: bool = option(
+        True,
+        help="stop (exit 3, naming the offsets) when records the checkpoint has not read are gone from Kafka "
+        "(retention, a deleted topic); --no-fail-on-data-loss skips them, as Spark does with failOnDataLoss=false",
+    )
     dead_letter_max_bytes: int = option(
         1_048_576,
         help="the largest record the dead-letter topic takes (its max.message.bytes); a dead letter that would "

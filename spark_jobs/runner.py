@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 import time
@@ -12,9 +13,51 @@ from pyspark.sql.streaming import StreamingQuery
 
 from spark_jobs.options import CommonOptions, parse_options
 from spark_jobs.session import build_session
+from spark_jobs.sources import earliest_offsets
 
 _POLL_SECONDS = 0.5
 _GRACE_SECONDS = 60.0
+#: The exit code of a job that stopped because records it had not read are gone from Kafka (``--fail-on-data-loss``).
+DATA_LOST_EXIT = 3
+#: Where Kubernetes reads a container's termination message (the pod's ``terminationMessagePath``).
+TERMINATION_LOG = "/dev/termination-log"
+#: Kubernetes keeps at most 4096 bytes of it.
+_TERMINATION_MESSAGE_BYTES = 4000
+
+
+def data_lost(failure: str) -> bool:
+    """Whether a query failed because Kafka no longer holds records it had to read (Spark's KAFKA_DATA_LOSS)."""
+    return "KAFKA_DATA_LOSS" in failure or "data may have been lost" in failure.lower()
+
+
+#: The parts of Spark's data-loss errors that say what is gone: partitions and offsets.
+_LOSS_DETAILS = (
+    re.compile(r"Could not read records in offset \[\d+, \d+\) for topic partition \S+"),
+    re.compile(r"Partition \S+'s offset was changed from \d+ to \d+"),
+    re.compile(r"Cannot fetch offset \d+ \(GroupId: [^)]*, TopicPartition: [^)]*\)"),
+)
+
+
+def data_loss_message(failure: str, earliest: dict[int, int] | None = None) -> str:
+    """``SourceDataLost:`` what Spark's error says is gone (partitions, offsets) and, when known, the offsets Kafka
+    holds records from now (``earliest``: partition -> offset)."""
+    found = [m.group(0).strip() for pattern in _LOSS_DETAILS for m in pattern.finditer(failure)]
+    details = list(dict.fromkeys(found)) or [failure.strip().splitlines()[0]]
+    message = "SourceDataLost: " + "; ".join(details)
+    if earliest:
+        now = ", ".join(f"partition {p} from offset {o}" for p, o in sorted(earliest.items()))
+        message += f"; Kafka now holds {now}"
+    return message[:_TERMINATION_MESSAGE_BYTES]
+
+
+def write_termination_message(message: str, path: str = TERMINATION_LOG) -> None:
+    """Leave ``message`` where Kubernetes shows it as the container's termination message (outside a pod, where
+    the file cannot be written, nothing happens)."""
+    try:
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(message)
+    except OSError:
+        pass
 
 
 def _last_batch_id(q: StreamingQuery) -> int:
@@ -88,6 +131,11 @@ def run(app_name: str, opts: CommonOptions, start: Callable[[SparkSession], list
         spark.stop()
     if failure:
         print(f"{app_name}: {failure}", file=sys.stderr, flush=True)
+        if data_lost(failure):
+            message = data_loss_message(failure, earliest_offsets(opts.bootstrap_servers, opts.source_topic))
+            print(f"{app_name}: {message}", file=sys.stderr, flush=True)
+            write_termination_message(message)
+            return DATA_LOST_EXIT
         return 1
     print(f"{app_name}: stopped", flush=True)
     return 0

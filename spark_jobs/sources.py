@@ -16,9 +16,28 @@ def read_kafka(spark: SparkSession, opts: CommonOptions) -> DataFrame:
         .option("subscribe", opts.source_topic)
         .option("startingOffsets", opts.starting_offsets)
         .option("includeHeaders", "true")
-        # A topic deleted or truncated under a running job is reported in the log, not a reason to stop the job.
-        .option("failOnDataLoss", "false")
+        # Records expired or deleted before the job read them: a failure naming the offsets, unless told to skip.
+        .option("failOnDataLoss", "true" if opts.fail_on_data_loss else "false")
     )
     if opts.max_offsets_per_trigger is not None:
         reader = reader.option("maxOffsetsPerTrigger", str(opts.max_offsets_per_trigger))
     return reader.load()
+
+
+def earliest_offsets(bootstrap_servers: str, topic: str, *, timeout: float = 10.0) -> dict[int, int]:
+    """The first offset Kafka still holds in each partition of ``topic`` (empty when Kafka does not answer)."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap_servers, "group.id": "sluice-offsets", "enable.auto.commit": False}
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[0]
+            for p in sorted(partitions)
+        }
+    except (KafkaException, KeyError):
+        return {}
+    finally:
+        consumer.close()

@@ -35,7 +35,11 @@ def _field_flags(parts: list[Any], group: str) -> list[str]:
         for f in fields(settings):
             flag = f.metadata.get("flag")
             value = getattr(settings, f.name)
-            if flag and f.metadata["flag_group"] == group and value is not None:
+            if not flag or f.metadata["flag_group"] != group or value is None:
+                continue
+            if isinstance(value, bool):  # a --x / --no-x switch
+                args.append(flag if value else "--no-" + flag.removeprefix("--"))
+            else:
                 args += [flag, flag_value(value)]
     return args
 

@@ -10,7 +10,8 @@ component's record in the pipeline's status, the spec and the clock, and :func:`
 
 Restarts follow ``spec.restartPolicy``: a failed pod (or, with ``Always``, one that completed) is recreated after
 ``backoffSeconds * 2^restarts`` seconds, capped at ``maxBackoffSeconds``; after ``maxAttempts`` restarts the
-operator gives up and says so. Restarts count within a window: a pod that ran at least ``windowSeconds`` before it
+operator gives up and says so. A job that stopped because records it had not read are gone from Kafka is not
+restarted (it would stop again): the pod stays, with reason ``SourceDataLost``. Restarts count within a window: a pod that ran at least ``windowSeconds`` before it
 ended starts a fresh count (and backoff), so incidents months apart never add up to the limit. A spec change that
 alters a pod resets the count.
 """
@@ -23,6 +24,9 @@ from datetime import datetime, timedelta
 from sluice_operator.spec import RestartPolicy
 
 CREATE, DELETE, WAIT, KEEP = "create", "delete", "wait", "keep"
+#: A job's exit code when records it had not read are gone from Kafka (``spark_jobs.runner.DATA_LOST_EXIT``):
+#: restarting cannot help, the user decides (``input.failOnDataLoss: false`` skips what is gone).
+DATA_LOST_EXIT = 3
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,8 @@ class ObservedPod:
     config_hash: str | None
     terminating: bool = False
     ran_seconds: float | None = None  # how long its container ran before it ended (None: unknown, or running)
+    exit_code: int | None = None  # its container's, once it ended
+    termination_message: str | None = None  # what the container left in its termination log
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,18 @@ def decide(
             return Decision(KEEP, record, "Failed", "Failed", f"{component}: failed (restartPolicy Never)")
         return Decision(KEEP, record, pod.phase, pod.phase, f"{component}: {pod.phase.lower()}")
 
+    if pod.phase == "Failed" and pod.exit_code == DATA_LOST_EXIT:
+        lost = (
+            pod.termination_message or "SourceDataLost: records it had not read are gone from Kafka"
+        ).strip()
+        return Decision(
+            KEEP,
+            replace(record, gave_up=True, next_restart=None),
+            "DataLost",
+            "SourceDataLost",
+            f"{component}: {lost.removeprefix('SourceDataLost: ')}. Not restarting: set "
+            "input.failOnDataLoss: false to skip what is gone and go on",
+        )
     fresh = ""
     ran = pod.ran_seconds
     if (

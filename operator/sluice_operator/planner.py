@@ -352,13 +352,20 @@ def _observed_pod(pod: Mapping | None) -> lifecycle.ObservedPod | None:
         config_hash=(meta.get("annotations") or {}).get(manifests.ANNOTATION_CONFIG_HASH),
         terminating=meta.get("deletionTimestamp") is not None,
         ran_seconds=_ran_seconds(pod),
+        exit_code=_terminated(pod).get("exitCode"),
+        termination_message=_terminated(pod).get("message"),
     )
+
+
+def _terminated(pod: Mapping) -> Mapping:
+    """The terminated state of the pod's first container (empty while it has not ended)."""
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    return ((statuses[0].get("state") or {}).get("terminated") or {}) if statuses else {}
 
 
 def _ran_seconds(pod: Mapping) -> float | None:
     """How long the pod's first container ran before it ended, from its terminated state (None if it has not)."""
-    statuses = (pod.get("status") or {}).get("containerStatuses") or []
-    ended = ((statuses[0].get("state") or {}).get("terminated") or {}) if statuses else {}
+    ended = _terminated(pod)
     started, finished = (
         st.parse_timestamp(ended.get("startedAt")),
         st.parse_timestamp(ended.get("finishedAt")),
@@ -429,7 +436,7 @@ def _component(
             Event(NORMAL, decision.reason, decision.message),
             component=component,
         )
-    elif decision.reason == "RestartLimitReached" and not record.gave_up:
+    elif decision.reason in {"RestartLimitReached", "SourceDataLost"} and not record.gave_up:
         notices.append(Event(WARNING, decision.reason, decision.message))
     elif decision.reason == "BackOff" and record.next_restart is None:
         notices.append(Event(WARNING, "BackOff", decision.message))

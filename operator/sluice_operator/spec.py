@@ -545,6 +545,16 @@ class InputSpec:
         flag="--max-field-length",
         flag_group="source",
     )
+    fail_on_data_loss: bool = spec_field(
+        True,
+        description=(
+            "When records a job has not read are gone from Kafka (expired by retention, deleted), the job stops "
+            "and the pipeline says so (reason SourceDataLost, an Event naming the offsets) instead of skipping them "
+            "silently. Set false to skip what is gone and go on."
+        ),
+        flag="--fail-on-data-loss",
+        flag_group="source",
+    )
 
 
 @dataclass(frozen=True)

@@ -63,9 +63,9 @@ def pipeline_phase(*, suspended: bool, phases: dict[str, str], enabled: list[str
     states = [phases.get(c, "Pending") for c in enabled]
     if states and all(s == "Running" for s in states):
         return "Running"
-    if states and all(s in {"GaveUp", "Failed"} for s in states):
+    if states and all(s in {"GaveUp", "Failed", "DataLost"} for s in states):
         return "Failed"
-    if any(s in {"GaveUp", "Failed", "BackOff", "Restarting"} for s in states):
+    if any(s in {"GaveUp", "Failed", "DataLost", "BackOff", "Restarting"} for s in states):
         return "Degraded"
     return "Pending"
 
@@ -149,13 +149,22 @@ def summarize(
 ) -> Summary:
     """Sum up a pass: ``components`` as decided, ``conditions`` the pass's TopicsReady and CheckpointsReady.
 
-    JobsRunning says Suspended, RestartLimitReached (with the messages of the components that gave up), Running or
+    JobsRunning says Suspended, SourceDataLost or RestartLimitReached (with the messages of the components that gave up), Running or
     Starting; Ready is true when TopicsReady, CheckpointsReady and JobsRunning all are."""
     phases = {c: s.phase for c, s in components.items() if s.phase}
     running = jobs_ready(phases, list(enabled))
     gave_up = [c for c in enabled if phases.get(c) == "GaveUp"]
+    lost = [c for c in enabled if phases.get(c) == "DataLost"]
     if suspended:
         jobs = condition(JOBS_RUNNING, False, "Suspended", "the pipeline is suspended", generation=generation)
+    elif lost:
+        jobs = condition(
+            JOBS_RUNNING,
+            False,
+            "SourceDataLost",
+            "; ".join(components[c].message or "" for c in lost),
+            generation=generation,
+        )
     elif gave_up:
         jobs = condition(
             JOBS_RUNNING,

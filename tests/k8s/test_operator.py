@@ -440,6 +440,36 @@ def test_suspend_is_applied_while_kafka_is_unreachable(
 
 
 @pytest.mark.timeout(300)
+def test_a_job_that_lost_source_data_degrades_the_pipeline_and_is_not_restarted(
+    control_plane, operator, api, namespace, kafka_broker, tmp_path
+):
+    body = manifest("lossy", kafka_broker.bootstrap_servers)
+    assert apply(control_plane, namespace, body, tmp_path).returncode == 0
+    wait_for(lambda: len(pods(api, namespace, "lossy")) == 4, what="pods")
+    for pod in pods(api, namespace, "lossy").values():
+        set_phase(api, namespace, pod.metadata.name, "Running")
+    # What the kubelet reports when the job exits 3 with its termination message.
+    lost = "SourceDataLost: Could not read records in offset [100, 200) for topic partition src-0"
+    terminated = {"exitCode": 3, "message": lost, "reason": "Error", "startedAt": "2026-01-01T00:00:00Z",
+                  "finishedAt": "2026-01-01T00:05:00Z"}  # fmt: skip
+    status = {"phase": "Failed", "containerStatuses": [{
+        "name": "windowed", "image": "x", "imageID": "", "ready": False, "restartCount": 0,
+        "state": {"terminated": terminated},
+    }]}  # fmt: skip
+    api["core"].patch_namespaced_pod_status("lossy-windowed", namespace, {"status": status})
+    cr = wait_for(
+        lambda: (c := get_cr(api, namespace, "lossy"))["status"].get("phase") == "Degraded" and c,
+        what="phase Degraded",
+    )
+    jobs = condition(cr, "JobsRunning")
+    assert (jobs["status"], jobs["reason"]) == ("False", "SourceDataLost")
+    assert "offset [100, 200) for topic partition src-0" in jobs["message"]
+    wait_for(lambda: "SourceDataLost" in [r for r, _ in events(api, namespace, "lossy")], what="the Event")
+    time.sleep(5)  # several timer passes later (1 s here), the failed pod is still there: not restarted
+    assert pods(api, namespace, "lossy")["windowed"].status.phase == "Failed"
+
+
+@pytest.mark.timeout(300)
 def test_semantically_invalid_spec_gets_the_invalid_condition_and_no_children(
     control_plane, operator, api, namespace, kafka_broker, tmp_path
 ):

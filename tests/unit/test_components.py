@@ -53,7 +53,7 @@ def test_anomaly_flags_written_out_by_hand() -> None:
         "--master", "local[3]", "--shuffle-partitions", "3",
         "--max-offsets-per-trigger", "500",
         "--max-event-ahead", "1h", "--max-event-behind", "168h",
-        "--max-record-bytes", "65536", "--max-field-length", "256",
+        "--max-record-bytes", "65536", "--max-field-length", "256", "--fail-on-data-loss",
         "--dead-letter-max-bytes", "1048576",
         "--spark-conf", "spark.driver.memory=2g", "--spark-conf", "spark.x.y=z",
         "--window", "30s", "--slide", "10s", "--watermark", "30s", "--threshold", "3.0", "--stddev-floor", "1.0",

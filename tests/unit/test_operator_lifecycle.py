@@ -154,3 +154,31 @@ def test_a_fresh_count_never_revives_a_pipeline_that_gave_up_or_a_pod_of_unknown
     assert (
         step(ObservedPod("Failed", "h1", ran_seconds=61), used_up, now=T0, policy=window).reason == "BackOff"
     )
+
+
+def test_a_job_that_lost_source_data_is_not_restarted_and_says_what_is_gone():
+    record = ComponentRecord(restarts=1, config_hash="h1")
+    lost = ObservedPod(
+        "Failed",
+        "h1",
+        exit_code=3,
+        termination_message="SourceDataLost: Could not read records in offset [100, 200) for topic partition s-0",
+    )
+    d = step(lost, record, now=T0)
+    assert (d.action, d.phase, d.reason, d.record.gave_up, d.record.next_restart) == (
+        KEEP,
+        "DataLost",
+        "SourceDataLost",
+        True,
+        None,
+    )
+    assert d.message == (
+        "basic: Could not read records in offset [100, 200) for topic partition s-0. Not restarting: set "
+        "input.failOnDataLoss: false to skip what is gone and go on"
+    )
+    assert step(lost, d.record, now=T0 + timedelta(hours=1)).action == KEEP  # still not restarted
+    assert (
+        step(ObservedPod("Failed", "h1", exit_code=1), record, now=T0).reason == "BackOff"
+    )  # other failures are restarted as before
+    # a spec change (failOnDataLoss: false) replaces the pod with a fresh count
+    assert step(lost, d.record, now=T0, desired="h2").action == DELETE

@@ -483,3 +483,25 @@ def test_how_long_a_failed_pod_ran_comes_from_its_container_and_decides_a_fresh_
     assert plan.components["basic"].phase == "BackOff" and plan.components["basic"].record.restarts == 0
     seen = Observed(topics=UNCHANGED, claim=BOUND, pods={**running(), "basic": failed(timedelta(minutes=5))})
     assert decide(seen, remembered=used_up).components["basic"].phase == "GaveUp"
+
+
+def test_lost_source_data_degrades_the_pipeline_with_one_event():
+    terminated = {
+        "exitCode": 3,
+        "message": "SourceDataLost: Could not read records in offset [5, 9) for topic partition x-0",
+    }
+    lost = {
+        **pod("windowed", "Failed"),
+        "status": {"phase": "Failed", "containerStatuses": [{"state": {"terminated": terminated}}]},
+    }
+    seen = Observed(topics=UNCHANGED, claim=BOUND, pods={**running(), "windowed": lost})
+    plan = decide(seen)
+    message = (
+        "windowed: Could not read records in offset [5, 9) for topic partition x-0. Not restarting: set "
+        "input.failOnDataLoss: false to skip what is gone and go on"
+    )
+    assert (plan.actions, plan.events) == ((), (Event(WARNING, "SourceDataLost", message),))
+    assert plan.status["phase"] == "Degraded"
+    assert ("JobsRunning", "False", "SourceDataLost", message) in conditions(plan)
+    again = decide(seen, remembered=plan.components)
+    assert again.events == () and again.status["phase"] == "Degraded"  # told once

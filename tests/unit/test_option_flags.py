@@ -52,6 +52,7 @@ COMMON = {
     "--max-event-behind": "168h",
     "--max-record-bytes": 65_536,
     "--max-field-length": 256,
+    "--fail-on-data-loss": True,
     "--dead-letter-max-bytes": 1_048_576,
 }
 BASIC = {

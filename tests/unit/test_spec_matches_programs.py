@@ -95,3 +95,11 @@ def test_every_topic_flag_defaults_to_the_spec_topic() -> None:
         program = cli_defaults(OPTIONS[component.name])
         for topic in (*component.topics, *component.outputs):
             assert program[topic.flag] == getattr(spec.kafka.topics, topic.role).name, (component.name, topic)
+
+
+def test_the_data_loss_exit_code_is_the_same_on_both_sides() -> None:
+    from sluice_operator import lifecycle
+
+    from spark_jobs import runner
+
+    assert lifecycle.DATA_LOST_EXIT == runner.DATA_LOST_EXIT == 3
