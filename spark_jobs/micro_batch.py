@@ -22,6 +22,7 @@ its Kafka records are written again under the same keys (at-least-once, as docum
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,8 +36,8 @@ from spark_jobs.events import SOURCE_COLUMNS, InputLimits, dead_letter_columns, 
 from spark_jobs.options import CommonOptions, Duration
 from spark_jobs.records import record_columns
 from spark_jobs.sinks import EventFiles, print_rows, write_to_kafka
-from spark_jobs.sources import read_kafka
-from spark_jobs.window_state import Snapshot, StateError, WindowStore, checkpoint_entries
+from spark_jobs.sources import earliest_offsets, read_kafka
+from spark_jobs.window_state import Snapshot, StateError, WindowStore, checkpoint_entries, committed_offsets
 from spark_jobs.windows import PASSTHROUGH, Windows, WindowSpec, closed
 
 #: Where a job keeps its window snapshots, inside its checkpoint directory.
@@ -277,6 +278,28 @@ def input_limits(opts: CommonOptions) -> InputLimits:
     )
 
 
+def starting_offsets(spark: SparkSession, opts: CommonOptions, job: str) -> str:
+    """Where the job's query starts when its checkpoint is new: where ``--previous-checkpoint-root``'s query had got
+    to (partitions it did not know start at their earliest offset), else ``--starting-offsets``. Spark uses this
+    only for a checkpoint without offsets; a query resuming its own checkpoint goes on from there."""
+    previous = opts.previous_checkpoint_root
+    if previous is None or "offsets" in checkpoint_entries(spark, opts.checkpoint(job)):
+        return opts.starting_offsets
+    where = f"{previous.rstrip('/')}/{job}"
+    offsets = committed_offsets(spark, where)
+    if not offsets or set(offsets) != {opts.source_topic}:
+        print(
+            f"{job}: {where} holds no committed position in {opts.source_topic}; "
+            f"starting at {opts.starting_offsets}",
+            flush=True,
+        )
+        return opts.starting_offsets
+    partitions = {str(p): -2 for p in earliest_offsets(opts.bootstrap_servers, opts.source_topic)}
+    resumed = {opts.source_topic: {**partitions, **offsets[opts.source_topic]}}
+    print(f"{job}: a fresh checkpoint, starting where {where} had got to: {json.dumps(resumed)}", flush=True)
+    return json.dumps(resumed)
+
+
 #: A query checkpoint of each output under ``<root>/<job>/``: the layout before one query per job (Sluice 0.1).
 _OLD_LAYOUT_MARKER = "dead_letters"
 
@@ -298,8 +321,10 @@ def start(
             "one can be deleted once nothing needs it."
         )
     handler = MicroBatches(spark, plan, opts, write=write)
+    if source is None:
+        source = read_kafka(spark, opts, starting_offsets=starting_offsets(spark, opts, plan.job))
     query = (
-        parse_events(read_kafka(spark, opts) if source is None else source, input_limits(opts))
+        parse_events(source, input_limits(opts))
         .writeStream.queryName(f"{opts.query_prefix}{plan.job}")
         .option("checkpointLocation", opts.checkpoint(plan.job))
         .trigger(**opts.trigger.spark_kwargs())

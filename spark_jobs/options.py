@@ -522,6 +522,11 @@ class CommonOptions:
         check=validate_topic,
     )
     checkpoint_root: str = option("/tmp/sluice/checkpoints", help="root directory of query checkpoints")
+    previous_checkpoint_root: str | None = option(
+        None,
+        help="checkpoint root of an earlier run of this job: a query with no checkpoint yet starts where that one "
+        "had got to (its last committed offsets) instead of at --starting-offsets",
+    )
     starting_offsets: str = option(
         "earliest",
         help="where a query with no checkpoint starts: earliest, latest or a JSON offsets object",

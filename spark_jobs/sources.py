@@ -7,14 +7,15 @@ from pyspark.sql import DataFrame, SparkSession
 from spark_jobs.options import CommonOptions
 
 
-def read_kafka(spark: SparkSession, opts: CommonOptions) -> DataFrame:
+def read_kafka(spark: SparkSession, opts: CommonOptions, *, starting_offsets: str | None = None) -> DataFrame:
     """A streaming DataFrame of the raw records of ``opts.source_topic`` (headers included, so that a
-    dead-lettered record keeps them)."""
+    dead-lettered record keeps them), from ``starting_offsets`` (default ``opts.starting_offsets``) when the
+    query's checkpoint is new."""
     reader = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", opts.bootstrap_servers)
         .option("subscribe", opts.source_topic)
-        .option("startingOffsets", opts.starting_offsets)
+        .option("startingOffsets", starting_offsets or opts.starting_offsets)
         .option("includeHeaders", "true")
         # Records expired or deleted before the job read them: a failure naming the offsets, unless told to skip.
         .option("failOnDataLoss", "true" if opts.fail_on_data_loss else "false")

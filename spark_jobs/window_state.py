@@ -129,6 +129,19 @@ def checkpoint_entries(spark: SparkSession, directory: str) -> list[str]:
     return _Files(spark, directory).names()
 
 
+def committed_offsets(spark: SparkSession, directory: str) -> dict | None:
+    """Where the streaming query checkpointed in ``directory`` had got to: the source offsets its last committed
+    micro-batch read up to (``{"topic": {"0": 120, ...}}``, Spark's offset log), None when it committed none."""
+    commits = [n for n in _Files(spark, f"{directory}/commits").names() if n.isdigit()]
+    if not commits:
+        return None
+    lines = _Files(spark, f"{directory}/offsets").read_text(str(max(map(int, commits)))).splitlines()
+    # Spark's offset log: a version line, the batch's metadata, then one line per source ("-" for none).
+    if len(lines) < 3 or lines[2].strip() in {"", "-"}:
+        return None
+    return json.loads(lines[2])
+
+
 class WindowStore:
     """The open windows and the watermark of one job, one snapshot per micro-batch (see the module docstring)."""
 

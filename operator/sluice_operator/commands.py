@@ -5,7 +5,8 @@ Spark and keeps a checkpoint) and from the fields of its spec part that name a `
 their ``flag_group``. The groups keep the order of Sluice 0.2's command lines, so that the pods of a running
 pipeline stay byte-identical (their config hash) across operator upgrades:
 
-    --bootstrap-servers, the component's topics, --checkpoint-root     (where it reads, where its state is)
+    --bootstrap-servers, the component's topics, --checkpoint-root     (where it reads, where its state is, and
+    --previous-checkpoint-root                                          where a fresh checkpoint starts from)
     group "query"                                                      (trigger, output mode)
     --master, --shuffle-partitions                                     (Spark components)
     group "source", --dead-letter-max-bytes                            (what a micro-batch reads and accepts)
@@ -93,6 +94,9 @@ def arguments(
     args = ["--bootstrap-servers", spec.kafka.bootstrap_servers, *_topic_flags(spec, component.topics)]
     if component.stateful:
         args += ["--checkpoint-root", checkpoint_root(root=root, job=component.name, generation=generation)]
+        if generation > 0 and spec.checkpoints.on_reset == "Resume":
+            previous = checkpoint_root(root=root, job=component.name, generation=generation - 1)
+            args += ["--previous-checkpoint-root", previous]
     args += _field_flags(settings, "query")
     if component.spark:
         cores = spec.spark.driver.cores if spec.spark.mode == "local" else 4

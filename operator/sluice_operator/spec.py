@@ -303,6 +303,15 @@ class CheckpointSpec:
         description="What happens to a volume the operator created when the pipeline is deleted: Retain or Delete.",
         enum=("Retain", "Delete"),
     )
+    on_reset: str = spec_field(
+        "Resume",
+        description=(
+            "Where a job starts when it moves to a fresh checkpoint (its windows or source changed, Event "
+            "CheckpointReset): Resume starts where the old checkpoint had got to, so no record is read twice and no "
+            "window or alert is written again; Replay reads the source topic again from its earliest offset."
+        ),
+        enum=("Resume", "Replay"),
+    )
 
 
 # --- generator and jobs --------------------------------------------------------------------------------------------

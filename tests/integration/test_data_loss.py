@@ -28,6 +28,7 @@ pytestmark = pytest.mark.integration
 
 
 def _produce(bootstrap: str, topic: str, first: int, count: int) -> None:
+    """``count`` events, keyed by ``n % 2`` so that two partitions get some."""
     producer = Producer({"bootstrap.servers": bootstrap})
     for n in range(first, first + count):
         body = {
@@ -36,7 +37,7 @@ def _produce(bootstrap: str, topic: str, first: int, count: int) -> None:
             "device_id": "d",
             "status": "s",
         }
-        producer.produce(topic, key=b"d", value=json.dumps(body).encode())
+        producer.produce(topic, key=b"d%d" % (n % 2), value=json.dumps(body).encode())
     assert producer.flush(30) == 0
 
 
@@ -89,3 +90,50 @@ def test_records_gone_before_the_job_read_them_stop_it_naming_the_offsets(
     # Told to skip what is gone, the job goes on from what Kafka still holds.
     assert _run(spark, options(fail_on_data_loss=False)) is None
     assert read_all(bootstrap, dlq, timeout=10) == []
+
+
+def _rows_read(query) -> int:
+    return sum(p["numInputRows"] for p in query.recentProgress)
+
+
+@pytest.mark.timeout(600)
+def test_a_fresh_checkpoint_starts_where_the_previous_one_had_got_to(
+    spark: SparkSession, kafka_broker: KafkaBroker, tmp_path
+) -> None:
+    bootstrap = kafka_broker.bootstrap_servers
+    suffix = uuid.uuid4().hex[:8]
+    source, alerts, dlq = (f"resume-{r}-{suffix}" for r in ("src", "alerts", "dlq"))
+    ensure_topics(
+        bootstrap, [DesiredTopic(source, partitions=2), DesiredTopic(alerts), DesiredTopic(dlq)], timeout=30
+    )
+
+    def run(root: str, **more) -> int:
+        common = CommonOptions(
+            bootstrap_servers=bootstrap,
+            source_topic=source,
+            dead_letter_topic=dlq,
+            checkpoint_root=str(tmp_path / root),
+            trigger=Trigger(available_now=True),
+            shuffle_partitions=2,
+            max_event_behind=None,  # events dated 2024
+            query_prefix=f"resume-{uuid.uuid4().hex[:6]}-",
+            **more,
+        )
+        query = anomaly.start(spark, AnomalyOptions(common=common, alerts_topic=alerts))
+        try:
+            assert await_queries([query]) is None
+        finally:
+            query.stop()
+        return _rows_read(query)
+
+    _produce(bootstrap, source, 0, 100)
+    assert run("g0") == 100
+    _produce(bootstrap, source, 100, 50)
+    # The windows changed: a fresh checkpoint (g1) that resumes reads only what g0 had not read.
+    assert run("g1", previous_checkpoint_root=str(tmp_path / "g0")) == 50
+    # Run again on its own checkpoint, it goes on from there (nothing new), whatever it was told to resume from.
+    assert run("g1", previous_checkpoint_root=str(tmp_path / "g0")) == 0
+    # Replay: a fresh checkpoint with no previous one reads the topic from its earliest offset.
+    assert run("replay") == 150
+    # A previous checkpoint that never committed: the flag falls back to --starting-offsets.
+    assert run("g2", previous_checkpoint_root=str(tmp_path / "never")) == 150

@@ -49,6 +49,7 @@ def test_anomaly_flags_written_out_by_hand() -> None:
         "--bootstrap-servers", "k:9092",
         "--source-topic", "stream_data_topic", "--dead-letter-topic", "dead_letter_topic",
         "--checkpoint-root", "/s/checkpoints/anomaly/g2",
+        "--previous-checkpoint-root", "/s/checkpoints/anomaly/g1",
         "--trigger", "5s", "--output-mode", "update",
         "--master", "local[3]", "--shuffle-partitions", "3",
         "--max-offsets-per-trigger", "500",
@@ -102,3 +103,16 @@ def test_no_list_of_components_outside_the_registry() -> None:
 def test_the_stray_list_check_finds_a_list(tmp_path: Path) -> None:
     sample = ROOT / "tests" / "unit" / "test_golden_pods.py"  # lists the components on purpose
     assert _name_lists(sample, set(components.names()))
+
+
+def test_a_fresh_checkpoint_resumes_from_the_previous_generation_unless_the_spec_asks_for_a_replay() -> None:
+    def flags(generation: int, **checkpoints: str) -> list[str]:
+        spec = parse_spec({"checkpoints": checkpoints})
+        args = commands.arguments(
+            spec=spec, component=components.get("basic"), generation=generation, root="/s"
+        )
+        return [a for a in args if "checkpoints/basic" in a]
+
+    assert flags(0) == ["/s/checkpoints/basic/g0"]
+    assert flags(1) == ["/s/checkpoints/basic/g1", "/s/checkpoints/basic/g0"]
+    assert flags(1, onReset="Replay") == ["/s/checkpoints/basic/g1"]

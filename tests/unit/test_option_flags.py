@@ -36,6 +36,7 @@ COMMON = {
     "--source-topic": "stream_data_topic",
     "--dead-letter-topic": "dead_letter_topic",
     "--checkpoint-root": "/tmp/sluice/checkpoints",
+    "--previous-checkpoint-root": None,
     "--starting-offsets": "earliest",
     "--max-offsets-per-trigger": None,
     "--trigger": "5s",
