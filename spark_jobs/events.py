@@ -246,6 +246,20 @@ def _duration(millis: int) -> str:
     return f"{hours}h" if not rest else f"{millis // 1000}s" if not millis % 1000 else f"{millis}ms"
 
 
+def _out_of_range(bound_ms: int | None, relation: str, reference: Column, flag: str) -> Column:
+    """TIMESTAMP_OUT_OF_RANGE and why: the event's time, the bound, and the time it is measured from."""
+    return F.array(
+        F.lit(TIMESTAMP_OUT_OF_RANGE),
+        F.concat(
+            F.lit("field 'timestamp' "),
+            _iso(F.col("_time")),
+            F.lit(f" is more than {_duration(bound_ms or 0)} {relation} "),
+            _iso(reference),
+            F.lit(f" ({flag})"),
+        ),
+    )
+
+
 def parse_events(
     raw: DataFrame, limits: InputLimits = DEFAULT_LIMITS, *, now: Column | None = None
 ) -> DataFrame:
@@ -373,32 +387,14 @@ def parse_events(
         ),
     )
     reason = reason.when(
-        ahead,
-        F.array(
-            F.lit(TIMESTAMP_OUT_OF_RANGE),
-            F.concat(
-                F.lit("field 'timestamp' "),
-                _iso(F.col("_time")),
-                F.lit(" is more than "),
-                F.lit(_duration(limits.max_ahead_ms or 0)),
-                F.lit(" ahead of the processing time "),
-                _iso(now),
-                F.lit(" (--max-event-ahead)"),
-            ),
-        ),
+        ahead, _out_of_range(limits.max_ahead_ms, "ahead of the processing time", now, "--max-event-ahead")
     )
     reason = reason.otherwise(
-        F.array(
-            F.lit(TIMESTAMP_OUT_OF_RANGE),
-            F.concat(
-                F.lit("field 'timestamp' "),
-                _iso(F.col("_time")),
-                F.lit(" is more than "),
-                F.lit(_duration(limits.max_behind_ms or 0)),
-                F.lit(" behind the record's Kafka timestamp "),
-                _iso(F.col("source_timestamp")),
-                F.lit(" (--max-event-behind)"),
-            ),
+        _out_of_range(
+            limits.max_behind_ms,
+            "behind the record's Kafka timestamp",
+            F.col("source_timestamp"),
+            "--max-event-behind",
         )
     )
     error = F.when(valid, F.lit(None).cast("array<string>")).otherwise(reason)

@@ -149,30 +149,22 @@ def summarize(
 ) -> Summary:
     """Sum up a pass: ``components`` as decided, ``conditions`` the pass's TopicsReady and CheckpointsReady.
 
-    JobsRunning says Suspended, SourceDataLost or RestartLimitReached (with the messages of the components that gave up), Running or
-    Starting; Ready is true when TopicsReady, CheckpointsReady and JobsRunning all are."""
+    JobsRunning says Suspended, SourceDataLost or RestartLimitReached (with the messages of the components stopped
+    for good), Running or Starting; Ready is true when TopicsReady, CheckpointsReady and JobsRunning all are."""
     phases = {c: s.phase for c, s in components.items() if s.phase}
     running = jobs_ready(phases, list(enabled))
-    gave_up = [c for c in enabled if phases.get(c) == "GaveUp"]
-    lost = [c for c in enabled if phases.get(c) == "DataLost"]
+    # Components stopped for good, the most telling reason first: (reason, the components in that phase).
+    stopped = [
+        (reason, [c for c in enabled if phases.get(c) == phase])
+        for reason, phase in (("SourceDataLost", "DataLost"), ("RestartLimitReached", "GaveUp"))
+    ]
+    stopped = [(reason, names) for reason, names in stopped if names]
     if suspended:
         jobs = condition(JOBS_RUNNING, False, "Suspended", "the pipeline is suspended", generation=generation)
-    elif lost:
-        jobs = condition(
-            JOBS_RUNNING,
-            False,
-            "SourceDataLost",
-            "; ".join(components[c].message or "" for c in lost),
-            generation=generation,
-        )
-    elif gave_up:
-        jobs = condition(
-            JOBS_RUNNING,
-            False,
-            "RestartLimitReached",
-            "; ".join(components[c].message or "" for c in gave_up),
-            generation=generation,
-        )
+    elif stopped:
+        reason, names = stopped[0]
+        message = "; ".join(components[c].message or "" for c in names)
+        jobs = condition(JOBS_RUNNING, False, reason, message, generation=generation)
     else:
         all_running = all(phases.get(c) == "Running" for c in enabled)
         jobs = condition(

@@ -41,10 +41,28 @@ def _produce(bootstrap: str, topic: str, first: int, count: int) -> None:
     assert producer.flush(30) == 0
 
 
-def _run(spark: SparkSession, opts: AnomalyOptions) -> str | None:
+def _options(bootstrap: str, topics: tuple[str, str, str], root, **more) -> AnomalyOptions:
+    """The anomaly job over ``topics`` (source, alerts, dead letters), available-now, its checkpoints in ``root``."""
+    source, alerts, dlq = topics
+    common = CommonOptions(
+        bootstrap_servers=bootstrap,
+        source_topic=source,
+        dead_letter_topic=dlq,
+        checkpoint_root=str(root),
+        trigger=Trigger(available_now=True),
+        shuffle_partitions=2,
+        max_event_behind=None,  # events dated 2024
+        query_prefix=f"loss-{uuid.uuid4().hex[:6]}-",
+        **more,
+    )
+    return AnomalyOptions(common=common, alerts_topic=alerts)
+
+
+def _run(spark: SparkSession, opts: AnomalyOptions) -> tuple[str | None, int]:
+    """Run the job to the end: its failure (None when it ran through) and how many records it read."""
     query = anomaly.start(spark, opts)
     try:
-        return await_queries([query])
+        return await_queries([query]), sum(p["numInputRows"] for p in query.recentProgress)
     finally:
         query.stop()
 
@@ -59,27 +77,16 @@ def test_records_gone_before_the_job_read_them_stop_it_naming_the_offsets(
     ensure_topics(bootstrap, [DesiredTopic(source), DesiredTopic(alerts), DesiredTopic(dlq)], timeout=30)
 
     def options(**more) -> AnomalyOptions:
-        common = CommonOptions(
-            bootstrap_servers=bootstrap,
-            source_topic=source,
-            dead_letter_topic=dlq,
-            checkpoint_root=str(tmp_path),
-            trigger=Trigger(available_now=True),
-            shuffle_partitions=2,
-            max_event_behind=None,  # events dated 2024
-            query_prefix=f"loss-{uuid.uuid4().hex[:6]}-",
-            **more,
-        )
-        return AnomalyOptions(common=common, alerts_topic=alerts)
+        return _options(bootstrap, (source, alerts, dlq), tmp_path, **more)
 
     _produce(bootstrap, source, 0, 100)
-    assert _run(spark, options()) is None  # read offsets 0..99
+    assert _run(spark, options()) == (None, 100)  # read offsets 0..99
     _produce(bootstrap, source, 100, 100)  # 100..199, not read yet
     admin = AdminClient({"bootstrap.servers": bootstrap})
     (future,) = admin.delete_records([TopicPartition(source, 0, 150)]).values()
     assert future.result(timeout=30).low_watermark == 150  # 100..149 are gone
 
-    failure = _run(spark, options())
+    failure, _ = _run(spark, options())
     assert failure is not None and data_lost(failure), failure
     message = data_loss_message(failure, earliest_offsets(bootstrap, source))
     assert message == (
@@ -88,12 +95,8 @@ def test_records_gone_before_the_job_read_them_stop_it_naming_the_offsets(
     )
 
     # Told to skip what is gone, the job goes on from what Kafka still holds.
-    assert _run(spark, options(fail_on_data_loss=False)) is None
+    assert _run(spark, options(fail_on_data_loss=False)) == (None, 50)  # 150..199
     assert read_all(bootstrap, dlq, timeout=10) == []
-
-
-def _rows_read(query) -> int:
-    return sum(p["numInputRows"] for p in query.recentProgress)
 
 
 @pytest.mark.timeout(600)
@@ -108,23 +111,9 @@ def test_a_fresh_checkpoint_starts_where_the_previous_one_had_got_to(
     )
 
     def run(root: str, **more) -> int:
-        common = CommonOptions(
-            bootstrap_servers=bootstrap,
-            source_topic=source,
-            dead_letter_topic=dlq,
-            checkpoint_root=str(tmp_path / root),
-            trigger=Trigger(available_now=True),
-            shuffle_partitions=2,
-            max_event_behind=None,  # events dated 2024
-            query_prefix=f"resume-{uuid.uuid4().hex[:6]}-",
-            **more,
-        )
-        query = anomaly.start(spark, AnomalyOptions(common=common, alerts_topic=alerts))
-        try:
-            assert await_queries([query]) is None
-        finally:
-            query.stop()
-        return _rows_read(query)
+        failure, read = _run(spark, _options(bootstrap, (source, alerts, dlq), tmp_path / root, **more))
+        assert failure is None, failure
+        return read
 
     _produce(bootstrap, source, 0, 100)
     assert run("g0") == 100
