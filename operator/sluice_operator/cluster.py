@@ -1,4 +1,5 @@
-"""The few Kubernetes API calls the operator makes (pods and PVCs of one pipeline), over the official client."""
+"""The few Kubernetes API calls the operator makes (pods and PVCs of one pipeline, its registry of topic owners), over
+the official client."""
 
 from __future__ import annotations
 
@@ -79,3 +80,36 @@ def set_pvc_owners(namespace: str, name: str, owners: list[dict]) -> None:
     except ApiException as exc:
         if exc.status != 404:
             raise
+
+
+class Conflict(Exception):  # noqa: N818 -- a state, as the API server names it
+    """Someone else changed the object since it was read: read it again and retry."""
+
+
+def read_config_map(namespace: str, name: str) -> tuple[dict[str, str], str | None]:
+    """A ConfigMap's data and resourceVersion; empty data and None when it does not exist."""
+    try:
+        found = core().read_namespaced_config_map(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return {}, None
+        raise
+    return dict(found.data or {}), found.metadata.resource_version
+
+
+def write_config_map(namespace: str, name: str, data: dict[str, str], resource_version: str | None) -> None:
+    """Write a ConfigMap's data if it is still at ``resource_version`` (None: if it does not exist yet); raise
+    :class:`Conflict` otherwise."""
+    body = {
+        "metadata": {"name": name, "namespace": namespace, "resourceVersion": resource_version},
+        "data": data,
+    }
+    try:
+        if resource_version is None:
+            core().create_namespaced_config_map(namespace, body)
+        else:
+            core().replace_namespaced_config_map(name, namespace, body)
+    except ApiException as exc:
+        if exc.status == 409:
+            raise Conflict(f"ConfigMap {namespace}/{name} changed while it was being written") from exc
+        raise

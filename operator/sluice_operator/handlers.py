@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import kopf
 
-from sluice_operator import cluster, kafka_admin, manifests, metrics, planner
+from sluice_operator import cluster, kafka_admin, manifests, metrics, ownership, planner
 from sluice_operator.settings import Settings, from_env
 from sluice_operator.spec import GROUP, PLURAL, VERSION, PipelineSpec, SpecError, parse_spec
 from sluice_operator.status import ComponentStatus
@@ -61,13 +61,51 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
 # --- reconcile ---------------------------------------------------------------------------------------------------
 
 
-def _observe(spec: PipelineSpec, *, name: str, namespace: str) -> planner.Observed:
-    """Reconcile the topics, then read the claim and the pods; with Kafka unreachable, only the pods."""
+_REGISTRY_ATTEMPTS = 5
+
+
+def _update_registry(change: Callable[[dict[str, str]], dict[str, str]]) -> None:
+    """Apply ``change`` to the registry of topic owners, again from a fresh read when another pass wrote it
+    meanwhile (the API server's optimistic concurrency)."""
+    for _ in range(_REGISTRY_ATTEMPTS):
+        data, version = cluster.read_config_map(SETTINGS.namespace, ownership.REGISTRY)
+        updated = change(data)
+        if updated == data:
+            return
+        try:
+            cluster.write_config_map(SETTINGS.namespace, ownership.REGISTRY, updated, version)
+            return
+        except cluster.Conflict:
+            continue
+    raise kopf.TemporaryError("the registry of topic owners kept changing under this pass", delay=1)
+
+
+def _claim_topics(spec: PipelineSpec, owner: ownership.Owner) -> dict[str, ownership.Owner]:
+    """Claim the pipeline's topics in the registry; the ones another pipeline owns, with their owner."""
+    cluster_id = kafka_admin.cluster_id(spec.kafka.bootstrap_servers, timeout=SETTINGS.kafka_timeout)
+    names = [t.name for _, t in spec.kafka.topics.all()]
+    taken: dict[str, ownership.Owner] = {}
+
+    def claim(data: dict[str, str]) -> dict[str, str]:
+        updated, found = ownership.claim(data, cluster_id=cluster_id, topics=names, me=owner)
+        taken.clear()
+        taken.update(found)
+        return updated
+
+    _update_registry(claim)
+    return taken
+
+
+def _observe(spec: PipelineSpec, *, name: str, namespace: str, owner: ownership.Owner) -> planner.Observed:
+    """Claim and reconcile the topics (not those another pipeline owns), then read the claim and the pods; with
+    Kafka unreachable, only the pods."""
     topic_error = None
+    taken: dict[str, ownership.Owner] = {}
     try:
+        taken = _claim_topics(spec, owner)
         topics = kafka_admin.ensure_topics(
             spec.kafka.bootstrap_servers,
-            kafka_admin.desired_topics(spec.kafka.topics),
+            [t for t in kafka_admin.desired_topics(spec.kafka.topics) if t.name not in taken],
             timeout=SETTINGS.kafka_timeout,
         )
     except kafka_admin.KafkaUnavailable as exc:  # the pods still, so that suspend is applied
@@ -77,6 +115,7 @@ def _observe(spec: PipelineSpec, *, name: str, namespace: str) -> planner.Observ
     return planner.Observed(
         topics=topics,
         topic_error=topic_error,
+        topics_taken={topic: o.pipeline for topic, o in taken.items()},
         claim=cluster.read_pvc(namespace, manifests.claim_name(pipeline=name, spec=spec)),
         pods=cluster.pipeline_pods(namespace, name),
     )
@@ -133,7 +172,10 @@ def reconcile(
 
     Callers hold ``memory.lock`` (see :func:`_run`)."""
     spec, problems = planner.read_spec(spec_data)
-    observed = None if problems or spec is None else _observe(spec, name=name, namespace=namespace)
+    owner = ownership.Owner(namespace, name, body["metadata"].get("uid", ""))
+    observed = (
+        None if problems or spec is None else _observe(spec, name=name, namespace=namespace, owner=owner)
+    )
     plan = planner.decide(
         name=name,
         namespace=namespace,
@@ -195,7 +237,8 @@ def on_timer(*, body, name, namespace, spec, status, patch, meta, memo, **_) -> 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, retries=SETTINGS.delete_attempts, backoff=SETTINGS.delete_retry_delay)
 def on_delete(*, body, name, namespace, spec, retry, **_) -> None:
-    """Keep or remove topics and the checkpoint volume as the deletion policies say; pods go by ownership.
+    """Keep or remove topics and the checkpoint volume as the deletion policies say; pods go by ownership. Only the
+    topics no other pipeline owns are deleted, and the pipeline's claims on topics are released.
 
     The pipeline's memo goes with it."""
     metrics.forget(namespace, name)
@@ -203,16 +246,25 @@ def on_delete(*, body, name, namespace, spec, retry, **_) -> None:
         parsed = parse_spec(dict(spec or {}))
     except SpecError:
         return  # an invalid pipeline created nothing
+    owner = ownership.Owner(namespace, name, body["metadata"].get("uid", ""))
     claim = manifests.claim_name(pipeline=name, spec=parsed)
     if not parsed.checkpoints.existing_claim and parsed.checkpoints.deletion_policy == "Retain":
         cluster.set_pvc_owners(namespace, claim, [])  # orphaned: garbage collection keeps it
         kopf.info(body, reason="CheckpointsRetained", message=f"kept PersistentVolumeClaim {claim}")
-    if parsed.kafka.deletion_policy != "Delete":
-        return
+    if parsed.kafka.deletion_policy == "Delete":
+        _delete_topics(body, parsed, owner, retry)
+    _update_registry(lambda data: ownership.release(data, me=owner))
+
+
+def _delete_topics(body, parsed: PipelineSpec, owner: ownership.Owner, retry: int) -> None:
     names = [t.name for _, t in parsed.kafka.topics.all()]
+    bootstrap = parsed.kafka.bootstrap_servers
     try:
+        cluster_id = kafka_admin.cluster_id(bootstrap, timeout=SETTINGS.kafka_timeout)
+        registry, _ = cluster.read_config_map(SETTINGS.namespace, ownership.REGISTRY)
+        _, taken = ownership.claim(registry, cluster_id=cluster_id, topics=names, me=owner)
         deleted = kafka_admin.delete_topics(
-            parsed.kafka.bootstrap_servers, names, timeout=SETTINGS.kafka_timeout
+            bootstrap, [n for n in names if n not in taken], timeout=SETTINGS.kafka_timeout
         )
     except (kafka_admin.KafkaUnavailable, kafka_admin.KafkaAdminError) as exc:
         if retry + 1 < SETTINGS.delete_attempts:
@@ -224,6 +276,9 @@ def on_delete(*, body, name, namespace, spec, retry, **_) -> None:
             "the pipeline is released, delete them by hand",
         )
         return
+    kept = "".join(f"; kept {t}, owned by pipeline {o.pipeline}" for t, o in sorted(taken.items()))
     kopf.info(
-        body, reason="TopicsDeleted", message=f"deleted topics {', '.join(deleted) or '(none existed)'}"
+        body,
+        reason="TopicsDeleted",
+        message=f"deleted topics {', '.join(deleted) or '(none existed)'}{kept}",
     )

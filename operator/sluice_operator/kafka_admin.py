@@ -616,3 +616,18 @@ def describe_topics(
     with _Kafka(bootstrap, timeout, client_config) as kafka:
         current, _brokers = _describe(kafka, unique)
     return {name: current[name] for name in unique if name in current}
+
+
+def cluster_id(
+    bootstrap: str, *, timeout: float = 15.0, client_config: Mapping[str, str] | None = None
+) -> str:
+    """The Kafka cluster's id: the same whichever bootstrap address reaches it (a topic's identity is its
+    cluster and its name). Raises KafkaUnavailable when Kafka cannot be reached or does not answer in time."""
+    with _Kafka(bootstrap, timeout, client_config) as kafka:
+        try:
+            future = kafka.admin.describe_cluster(request_timeout=kafka.left())
+            return future.result(timeout=kafka.left()).cluster_id
+        except KafkaException as exc:
+            raise kafka.failure(exc, "describing the cluster") from exc
+        except TimeoutError as exc:
+            raise kafka.unavailable("describing the cluster", "no answer") from exc

@@ -9,7 +9,9 @@ A pass, in order:
 
 1. The spec: an invalid one gives phase Invalid, the Invalid condition and an InvalidSpec Event, nothing else.
 2. The topics: Kafka unreachable ends the pass (condition, Event, ``kafkaFailures`` + 1, a retry after a doubling
-   delay), once the pods of a suspended pipeline or of a disabled component are removed (that needs no topic). A topic created or changed gets an Event; a refusal that stands gets one when it first appears.
+   delay), once the pods of a suspended pipeline or of a disabled component are removed (that needs no topic).
+   A topic another pipeline owns (:mod:`sluice_operator.ownership`) ends it too: TopicsReady false with reason
+   TopicOwnedByAnotherPipeline, an Event when it first appears, and the pipeline's pods removed. A topic created or changed gets an Event; a refusal that stands gets one when it first appears.
 3. The checkpoint claim: created when absent (unless the spec names an existing claim); CheckpointsReady says
    whether it is bound.
 4. Each component: a fresh checkpoint generation when its state fingerprint moved, then what
@@ -24,13 +26,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from sluice_operator import checkpoints, lifecycle, manifests
+from sluice_operator import checkpoints, lifecycle, manifests, ownership
 from sluice_operator import components as registry
 from sluice_operator import status as st
 from sluice_operator.spec import PipelineSpec, SpecError, parse_spec, semantic_problems
 
 NORMAL, WARNING = "Normal", "Warning"
 CREATE_CLAIM, CREATE_POD, DELETE_POD = "create_claim", "create_pod", "delete_pod"
+TOPIC_OWNED = "TopicOwnedByAnotherPipeline"
 
 KAFKA_MAX_RETRY_DELAY = 300.0
 
@@ -61,6 +64,7 @@ class Observed:
     kafka_unavailable: str | None = None  # why Kafka could not be reached
     topics: Sequence[TopicResult] = ()  # what reconciling the topics did or refused
     topic_error: str | None = None  # Kafka answered a request with an error
+    topics_taken: Mapping[str, str] = field(default_factory=dict)  # topic -> the pipeline that owns it
     claim: Mapping | None = None  # the checkpoint claim as read; None: there is none
     pods: Mapping[str, Mapping] = field(default_factory=dict)  # the pipeline's pods by component
 
@@ -160,49 +164,42 @@ def decide(
     valid = st.condition(st.INVALID, False, "Valid", "the spec is valid", generation=generation)
     enabled = [c.name for c in registry.enabled(spec)]
     old_components = status.get("components") or {}
+    blocked = dict(
+        name=name,
+        namespace=namespace,
+        generation=generation,
+        spec=spec,
+        observed=observed,
+        status=status,
+        remembered=remembered,
+        now=now,
+        conditions=[valid],
+    )
     if observed.kafka_unavailable is not None:
         failures = int(status.get("kafkaFailures") or 0)
         delay = kafka_retry_delay(kafka_retry_base, failures)
         why = observed.kafka_unavailable
-        conditions = [
-            valid,
-            st.condition(st.TOPICS_READY, False, "KafkaUnavailable", why, generation=generation),
-            st.condition(st.READY, False, "KafkaUnavailable", "waiting for Kafka", generation=generation),
-        ]
-        out = {
-            "observedGeneration": generation,
-            "phase": "Suspended" if spec.suspend else status.get("phase") or "Pending",
-            "conditions": st.merge_conditions(previous_conditions, conditions, now=now),
-            "kafkaFailures": failures + 1,
-        }
-        # Removing pods needs no topic: a suspended pipeline, or a component turned off, is applied all the same.
-        events, actions, components = [Event(WARNING, "KafkaUnavailable", why)], [], dict(remembered)
-        for declared in registry.COMPONENTS:
-            if not spec.suspend and declared.name in enabled:
-                continue
-            entry, action, notices = _component(
-                declared,
-                name=name,
-                namespace=namespace,
-                spec=spec,
-                wanted=declared.name in enabled,
-                pod=observed.pods.get(declared.name),
-                previous=remembered.get(declared.name)
-                or st.ComponentStatus.from_status(old_components.get(declared.name)),
-                now=now,
-            )
-            components[declared.name] = entry
-            actions += [action] if action else []
-            events += notices
-        if components != remembered:
-            out["components"] = {**old_components, **{c: e.to_status() for c, e in components.items()}}
-        return Plan(
-            status=out,
-            actions=tuple(actions),
-            events=tuple(events),
-            components=components,
+        return _blocked(
+            **blocked,
+            reason="KafkaUnavailable",
+            why=why,
+            waiting="waiting for Kafka",
+            events=[Event(WARNING, "KafkaUnavailable", why)],
             reported=reported,
             retry=Retry(f"Kafka is unreachable; retrying in {delay:g} s", delay),
+            more={"kafkaFailures": failures + 1},
+        )
+    if observed.topics_taken:
+        why = ownership.refusal(observed.topics_taken)
+        return _blocked(
+            **blocked,
+            reason=TOPIC_OWNED,
+            why=why,
+            waiting="its topics belong to another pipeline",
+            events=[] if why in reported else [Event(WARNING, TOPIC_OWNED, why)],
+            reported=reported | {why},
+            stop_pods=True,
+            more={"kafkaFailures": 0},
         )
 
     out: dict = {"observedGeneration": generation}
@@ -263,6 +260,73 @@ def decide(
         events=tuple(events),
         components=components,
         reported=reported,
+    )
+
+
+def _blocked(
+    *,
+    name: str,
+    namespace: str,
+    generation: int,
+    spec: PipelineSpec,
+    observed: Observed,
+    status: Mapping,
+    remembered: Mapping[str, st.ComponentStatus],
+    now: datetime,
+    conditions: list[dict],
+    reason: str,
+    why: str,
+    waiting: str,
+    events: list[Event],
+    reported: frozenset[str],
+    retry: Retry | None = None,
+    stop_pods: bool = False,
+    more: Mapping | None = None,
+) -> Plan:
+    """A pass that cannot run the pipeline (the topics are not there to use): TopicsReady and Ready false with
+    ``reason``, and only pods removed — those of a suspended pipeline or a disabled component, which needs no topic,
+    or every pod with ``stop_pods`` (they would use topics that are not the pipeline's)."""
+    enabled = [c.name for c in registry.enabled(spec)]
+    old_components = status.get("components") or {}
+    conditions = [
+        *conditions,
+        st.condition(st.TOPICS_READY, False, reason, why, generation=generation),
+        st.condition(st.READY, False, reason, waiting, generation=generation),
+    ]
+    out = {
+        "observedGeneration": generation,
+        "phase": "Suspended" if spec.suspend else status.get("phase") or "Pending",
+        "conditions": st.merge_conditions(status.get("conditions"), conditions, now=now),
+        **(more or {}),
+    }
+    actions, components = [], dict(remembered)
+    for declared in registry.COMPONENTS:
+        wanted = declared.name in enabled and not stop_pods
+        if wanted and not spec.suspend:
+            continue
+        entry, action, notices = _component(
+            declared,
+            name=name,
+            namespace=namespace,
+            spec=spec,
+            wanted=wanted,
+            pod=observed.pods.get(declared.name),
+            previous=remembered.get(declared.name)
+            or st.ComponentStatus.from_status(old_components.get(declared.name)),
+            now=now,
+        )
+        components[declared.name] = entry
+        actions += [action] if action else []
+        events = [*events, *notices]
+    if components != remembered:
+        out["components"] = {**old_components, **{c: e.to_status() for c, e in components.items()}}
+    return Plan(
+        status=out,
+        actions=tuple(actions),
+        events=tuple(events),
+        components=components,
+        reported=reported,
+        retry=retry,
     )
 
 

@@ -30,6 +30,9 @@ class Settings:
     """SLUICE_DELETE_RETRY_DELAY: seconds between those tries."""
     metrics_port: int = 9090
     """SLUICE_METRICS_PORT: port of the Prometheus /metrics endpoint; 0 turns it off."""
+    namespace: str = "sluice-system"
+    """SLUICE_NAMESPACE: the operator's own namespace, where it keeps which pipeline owns which topic (the chart sets
+    it to the release's namespace)."""
 
 
 _ENV = {
@@ -40,6 +43,7 @@ _ENV = {
     "delete_attempts": "SLUICE_DELETE_ATTEMPTS",
     "delete_retry_delay": "SLUICE_DELETE_RETRY_DELAY",
     "metrics_port": "SLUICE_METRICS_PORT",
+    "namespace": "SLUICE_NAMESPACE",
 }
 
 
@@ -62,7 +66,7 @@ def from_env(environ: Mapping[str, str] = os.environ) -> Settings:
         text = environ.get(name)
         if text is None or text == "":
             continue
-        if attr == "watch_namespace":
+        if attr in {"watch_namespace", "namespace"}:
             values[attr] = text
         elif attr in {"delete_attempts", "metrics_port"}:
             values[attr] = int(_number(name, text, int, 0 if attr == "metrics_port" else 1))

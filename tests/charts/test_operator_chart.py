@@ -28,6 +28,7 @@ def test_defaults_one_recreated_replica_with_probes_and_metrics(render):
     assert "command" not in c  # the image's entrypoint (tini) runs the args
     assert c["args"] == ["python3", "-m", "sluice_operator", "--liveness=http://0.0.0.0:8080/healthz"]
     assert env_of(c) == {
+        "SLUICE_NAMESPACE": {"fieldRef": {"fieldPath": "metadata.namespace"}},  # its registry of topic owners
         "SLUICE_WATCH_NAMESPACE": "",
         "SLUICE_RECONCILE_INTERVAL": "10",
         "SLUICE_KAFKA_TIMEOUT": "15",
@@ -63,6 +64,7 @@ def test_settings_values_become_the_operator_environment(render):
     )
     c = container(find(objects, "Deployment"), "operator")
     assert env_of(c) == {
+        "SLUICE_NAMESPACE": {"fieldRef": {"fieldPath": "metadata.namespace"}},  # its registry of topic owners
         "SLUICE_WATCH_NAMESPACE": "pipelines",
         "SLUICE_RECONCILE_INTERVAL": "2.5",
         "SLUICE_KAFKA_TIMEOUT": "30",
@@ -99,12 +101,21 @@ def test_chart_crd_is_the_generated_crd(render):
 def test_chart_rbac_is_the_rbac_of_k8s_operator(render):
     reference = [d for d in yaml.safe_load_all((ROOT / "k8s" / "operator" / "rbac.yaml").read_text()) if d]
     (role,) = [d for d in reference if d["kind"] == "ClusterRole"]
-    assert find(render(CHART), "ClusterRole")["rules"] == role["rules"]
+    rendered = render(CHART)
+    assert find(rendered, "ClusterRole")["rules"] == role["rules"]
+    (own,) = [
+        d for d in reference if d["kind"] == "Role"
+    ]  # the registry of topic owners, in its own namespace
+    assert find(rendered, "Role")["rules"] == own["rules"]
 
 
 def test_rbac_and_service_account_can_be_left_to_the_user(render, render_error):
     objects = render(CHART, {"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "mine"}})
-    assert not [o for o in objects if o["kind"] in {"ClusterRole", "ClusterRoleBinding", "ServiceAccount"}]
+    assert not [
+        o
+        for o in objects
+        if o["kind"] in {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount"}
+    ]
     assert find(objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "mine"
     message = render_error(CHART, {"serviceAccount": {"create": False}})
     assert "serviceAccount.name is required when serviceAccount.create is false" in message

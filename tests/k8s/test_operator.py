@@ -470,6 +470,60 @@ def test_a_job_that_lost_source_data_degrades_the_pipeline_and_is_not_restarted(
 
 
 @pytest.mark.timeout(300)
+def test_two_pipelines_with_the_same_topic_names_do_not_share_or_delete_each_others_topics(
+    control_plane, operator, api, namespace, kafka_broker, tmp_path
+):
+    bootstrap = kafka_broker.bootstrap_servers
+    # Both with the same names, as two pipelines left at the default names would be (the default names themselves
+    # are not used on this shared broker).
+    first = manifest("first", bootstrap, kafka={"deletionPolicy": "Delete"})
+    second = {**manifest("second", bootstrap), "spec": {**first["spec"]}}
+    names = [t["name"] for t in first["spec"]["kafka"]["topics"].values()]
+    assert apply(control_plane, namespace, first, tmp_path).returncode == 0
+    wait_for(lambda: len(pods(api, namespace, "first")) == 4, what="the first pipeline's pods")
+    assert apply(control_plane, namespace, second, tmp_path).returncode == 0
+    cr = wait_for(
+        lambda: (
+            (c := get_cr(api, namespace, "second")).get("status", {}).get("conditions")
+            and condition(c, "TopicsReady")["reason"] == "TopicOwnedByAnotherPipeline"
+            and c
+        ),
+        what="TopicOwnedByAnotherPipeline",
+    )
+    message = condition(cr, "TopicsReady")["message"]
+    assert f"topic {names[0]} is owned by pipeline {namespace}/first" in message
+    wait_for(
+        lambda: "TopicOwnedByAnotherPipeline" in [r for r, _ in events(api, namespace, "second")],
+        what="the Event",
+    )
+    assert pods(api, namespace, "second") == {}
+    registry = api["core"].read_namespaced_config_map("sluice-topic-owners", "sluice-system").data
+    assert {v.rsplit("/", 1)[0] for k, v in registry.items() if k.split(".", 1)[1] in names} == {
+        f"{namespace}/first"
+    }
+
+    # Deleting the second pipeline (deletionPolicy Delete) leaves the first's topics alone.
+    api["custom"].delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "second")
+    wait_for(lambda: absent(lambda: get_cr(api, namespace, "second")), what="the second pipeline gone")
+    assert len(kafka_admin.describe_topics(bootstrap, names)) == 5
+    assert condition(get_cr(api, namespace, "first"), "TopicsReady")["status"] == "True"
+    # Deleting the first deletes them and releases its claims.
+    api["custom"].delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "first")
+    wait_for(lambda: kafka_admin.describe_topics(bootstrap, names) == {}, what="the first's topics deleted")
+    wait_for(
+        lambda: (
+            not any(
+                k.split(".", 1)[1] in names
+                for k in (
+                    api["core"].read_namespaced_config_map("sluice-topic-owners", "sluice-system").data or {}
+                )
+            )
+        ),
+        what="the claims released",
+    )
+
+
+@pytest.mark.timeout(300)
 def test_semantically_invalid_spec_gets_the_invalid_condition_and_no_children(
     control_plane, operator, api, namespace, kafka_broker, tmp_path
 ):
@@ -509,6 +563,10 @@ def test_operator_identity_is_least_privilege(control_plane, operator, tmp_path)
     assert not can("delete", "persistentvolumeclaims", "-n", "anywhere")
     assert not can("create", "deployments.apps", "-n", "anywhere")
     assert not can("update", "pods", "-n", "anywhere")
+    # the registry of topic owners, and no other ConfigMap, in its own namespace only
+    assert can("update", "configmaps/sluice-topic-owners", "-n", "sluice-system")
+    assert not can("update", "configmaps/other", "-n", "sluice-system")
+    assert not can("get", "configmaps/sluice-topic-owners", "-n", "anywhere")
     rules = yaml.safe_load_all(RBAC.read_text())
     role = next(d for d in rules if d["kind"] == "ClusterRole")
     assert all("*" not in r["verbs"] and "*" not in r["resources"] for r in role["rules"])

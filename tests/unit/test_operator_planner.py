@@ -505,3 +505,20 @@ def test_lost_source_data_degrades_the_pipeline_with_one_event():
     assert ("JobsRunning", "False", "SourceDataLost", message) in conditions(plan)
     again = decide(seen, remembered=plan.components)
     assert again.events == () and again.status["phase"] == "Degraded"  # told once
+
+
+def test_topics_another_pipeline_owns_stop_the_pipeline_with_one_event():
+    taken = {"stream_data_topic": "team-a/first"}
+    seen = Observed(topics=UNCHANGED[1:], claim=BOUND, pods=running(), topics_taken=taken)
+    plan = decide(seen)
+    why = (
+        "topic stream_data_topic is owned by pipeline team-a/first; this pipeline neither adopts, changes, writes "
+        "nor deletes them and runs no pods: give it other topic names (spec.kafka.topics), or delete the other "
+        "pipeline"
+    )
+    assert plan.events[0] == Event(WARNING, "TopicOwnedByAnotherPipeline", why)
+    assert [(a.kind, a.name) for a in plan.actions] == [(DELETE_POD, f"lab-{c}") for c in COMPONENTS]
+    assert ("TopicsReady", "False", "TopicOwnedByAnotherPipeline", why) in conditions(plan)
+    assert plan.retry is None
+    quiet = decide(Observed(claim=BOUND, pods={}, topics_taken=taken), reported=plan.reported)
+    assert (quiet.actions, [e for e in quiet.events if e.reason == "TopicOwnedByAnotherPipeline"]) == ((), [])
