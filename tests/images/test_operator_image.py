@@ -54,7 +54,12 @@ def test_operator_image_serves_probes_reconciles_and_stops_cleanly(
     (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
     (chart_container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert "command" not in chart_container  # the image's entrypoint runs the args
-    chart_env = [f"--env={e['name']}={e['value']}" for e in chart_container["env"]]
+    # The downward API's metadata.namespace is what the pod's namespace would be: the test's, here.
+    downward = {"metadata.namespace": namespace}
+    chart_env = [
+        f"--env={e['name']}={e['value'] if 'value' in e else downward[e['valueFrom']['fieldRef']['fieldPath']]}"
+        for e in chart_container["env"]
+    ]
     as_pod = [
         "--network=host",
         "--read-only",
