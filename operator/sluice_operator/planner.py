@@ -21,7 +21,7 @@ A pass, in order:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -163,7 +163,6 @@ def decide(
 
     valid = st.condition(st.INVALID, False, "Valid", "the spec is valid", generation=generation)
     enabled = [c.name for c in registry.enabled(spec)]
-    old_components = status.get("components") or {}
     blocked = dict(
         name=name,
         namespace=namespace,
@@ -222,23 +221,19 @@ def decide(
     out["checkpointClaim"] = claim
     actions = [claim_action] if claim_action else []
 
-    components: dict[str, st.ComponentStatus] = {}
-    for declared in registry.COMPONENTS:
-        component = declared.name
-        previous = remembered.get(component) or st.ComponentStatus.from_status(old_components.get(component))
-        entry, action, notices = _component(
-            declared,
-            name=name,
-            namespace=namespace,
-            spec=spec,
-            wanted=component in enabled,
-            pod=observed.pods.get(component),
-            previous=previous,
-            now=now,
-        )
-        components[component] = entry
-        actions += [action] if action else []
-        events += notices
+    components, pod_actions, notices = _pods(
+        registry.COMPONENTS,
+        wanted=enabled,
+        name=name,
+        namespace=namespace,
+        spec=spec,
+        observed=observed,
+        status=status,
+        remembered=remembered,
+        now=now,
+    )
+    actions += pod_actions
+    events += notices
 
     passed = [valid, topics, claim_condition]
     summary = st.summarize(
@@ -299,25 +294,21 @@ def _blocked(
         "conditions": st.merge_conditions(status.get("conditions"), conditions, now=now),
         **(more or {}),
     }
-    actions, components = [], dict(remembered)
-    for declared in registry.COMPONENTS:
-        wanted = declared.name in enabled and not stop_pods
-        if wanted and not spec.suspend:
-            continue
-        entry, action, notices = _component(
-            declared,
-            name=name,
-            namespace=namespace,
-            spec=spec,
-            wanted=wanted,
-            pod=observed.pods.get(declared.name),
-            previous=remembered.get(declared.name)
-            or st.ComponentStatus.from_status(old_components.get(declared.name)),
-            now=now,
-        )
-        components[declared.name] = entry
-        actions += [action] if action else []
-        events = [*events, *notices]
+    # Removing pods needs no topic: those of a suspended pipeline or a disabled component (or all, stop_pods).
+    decided = [d for d in registry.COMPONENTS if stop_pods or spec.suspend or d.name not in enabled]
+    entries, actions, notices = _pods(
+        decided,
+        wanted=() if stop_pods else enabled,
+        name=name,
+        namespace=namespace,
+        spec=spec,
+        observed=observed,
+        status=status,
+        remembered=remembered,
+        now=now,
+    )
+    components = {**remembered, **entries}
+    events = [*events, *notices]
     if components != remembered:
         out["components"] = {**old_components, **{c: e.to_status() for c, e in components.items()}}
     return Plan(
@@ -328,6 +319,42 @@ def _blocked(
         reported=reported,
         retry=retry,
     )
+
+
+def _pods(
+    declared: Sequence[registry.Component],
+    *,
+    wanted: Collection[str],
+    name: str,
+    namespace: str,
+    spec: PipelineSpec,
+    observed: Observed,
+    status: Mapping,
+    remembered: Mapping[str, st.ComponentStatus],
+    now: datetime,
+) -> tuple[dict[str, st.ComponentStatus], list[Action], list[Event]]:
+    """What :func:`_component` decides for each of ``declared`` (those in ``wanted`` are to run), from the entry
+    the last pass left (else the status): the entries, the actions on their pods, the Events that are no action's."""
+    old = status.get("components") or {}
+    entries: dict[str, st.ComponentStatus] = {}
+    actions: list[Action] = []
+    events: list[Event] = []
+    for component in declared:
+        entry, action, notices = _component(
+            component,
+            name=name,
+            namespace=namespace,
+            spec=spec,
+            wanted=component.name in wanted,
+            pod=observed.pods.get(component.name),
+            previous=remembered.get(component.name)
+            or st.ComponentStatus.from_status(old.get(component.name)),
+            now=now,
+        )
+        entries[component.name] = entry
+        actions += [action] if action else []
+        events += notices
+    return entries, actions, events
 
 
 def _camel(action: str) -> str:
