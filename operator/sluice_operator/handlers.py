@@ -55,7 +55,15 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
     settings.posting.level = 20  # INFO and above become Kubernetes Events
     settings.watching.server_timeout = 300
-    metrics.serve(SETTINGS.metrics_port)
+    try:
+        metrics.serve(SETTINGS.metrics_port)
+    except (
+        OSError
+    ) as exc:  # kopf would retry a startup handler after 60 s, serving no liveness meanwhile: stop
+        raise kopf.PermanentError(
+            f"cannot serve metrics on port {SETTINGS.metrics_port} (SLUICE_METRICS_PORT): {exc}; "
+            "set SLUICE_METRICS_PORT to a free port, or 0 for no metrics"
+        ) from exc
 
 
 # --- reconcile ---------------------------------------------------------------------------------------------------

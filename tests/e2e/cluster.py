@@ -116,9 +116,47 @@ class KindCluster:
                     namespace="kube-system",
                     check=False,
                 )
-                text += f" (before: {ended}; its log: {previous.stdout[-2000:]!r} {previous.stderr[-500:]!r})"
+                text += f" (before: {ended}; its log: {previous.stdout[-2000:]!r} {previous.stderr[-500:]!r}"
+                text += (
+                    f"; the node's containerd and kubelet: {self.node_journal(pod['spec']['nodeName'])!r})"
+                )
             found[pod["spec"]["nodeName"]] = text
         return found
+
+    def cni_log(self) -> str:
+        """Every line the default CNI's pods have logged since they started."""
+        return self.kubectl(
+            "logs",
+            "-l",
+            "app.kubernetes.io/name=sluice-cni",
+            "--tail=-1",
+            "--prefix",
+            namespace="kube-system",
+        ).stdout
+
+    def node_journal(self, node: str, lines: int = 40) -> str:
+        """The last ``lines`` of containerd's and the kubelet's journal on ``node`` (a kind node container), with
+        the kernel's word on killed processes: what a container that ended with reason Unknown needs explained."""
+        found = subprocess.run(
+            [
+                "docker",
+                "exec",
+                node,
+                "journalctl",
+                "-u",
+                "containerd",
+                "-u",
+                "kubelet",
+                "--no-pager",
+                "-n",
+                str(lines),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        return (found.stdout + found.stderr)[-6000:]
 
     def pull_events(self) -> list[str]:
         """Every event in the cluster that says the kubelet pulled an image, tried to, or failed to."""

@@ -87,6 +87,8 @@ def test_node_is_ready_and_no_image_was_pulled(kind_cluster):
     assert {p["metadata"]["namespace"] for p in running} >= {"kube-system", "local-path-storage", "sluice"}
     if kind_cluster.env["SLUICE_KIND_NODE_IMAGE"] == DEFAULT_NODE_IMAGE:  # kind's own node runs kindnetd
         assert kind_cluster.cni_pods() == {node["metadata"]["name"]: "Running, 0 restarts"}
+        # kind gave it the API server's own address, so it never waited for kube-proxy's Service rules
+        assert f"sluice-cni: API server at {kind_cluster.name}-control-plane:6443" in kind_cluster.cni_log()
     assert kind_cluster.pull_events() == []
 
 

@@ -10,7 +10,6 @@ in the cluster tier.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -18,23 +17,30 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from sluice_operator import kafka_admin
+from support.operator_process import (
+    GROUP,
+    PLURAL,
+    RBAC,
+    ROOT,
+    VERSION,
+    apply,
+    get_cr,
+    manifest,
+    operator_environment,
+    pods,
+    start_operator,
+    stop_operator,
+)
 
 from sluice_local.processes import free_ports
 
 pytestmark = pytest.mark.k8s
-
-ROOT = Path(__file__).resolve().parents[2]
-CRD = ROOT / "k8s" / "crd" / "streamingpipelines.streaming.sluice.dev.yaml"
-RBAC = ROOT / "k8s" / "operator" / "rbac.yaml"
-GROUP, VERSION, PLURAL = "streaming.sluice.dev", "v1alpha1", "streamingpipelines"
-COMPONENTS = ("generator", "basic", "windowed", "anomaly")
 
 
 def wait_for(check: Callable[[], object], *, timeout: float = 60, what: str = "condition") -> object:
@@ -56,47 +62,13 @@ def wait_for(check: Callable[[], object], *, timeout: float = 60, what: str = "c
 @pytest.fixture(scope="module")
 def operator(control_plane, tmp_path_factory):
     """The operator process, authenticated as system:serviceaccount:sluice-system:sluice-operator."""
-    control_plane.apply_crd(CRD)
-    control_plane.kubectl("create", "namespace", "sluice-system", check=False)
-    control_plane.kubectl("apply", "-f", str(RBAC))
     work = tmp_path_factory.mktemp("operator")
-    token = control_plane.token_for_service_account("sluice-system", "sluice-operator")
-    kubeconfig = control_plane.kubeconfig_for_token(token, work / "kubeconfig")
-    liveness_port, metrics_port = free_ports(2)
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(kubeconfig),
-        "SLUICE_RECONCILE_INTERVAL": "1",
-        "SLUICE_METRICS_PORT": str(metrics_port),
-        "SLUICE_KAFKA_TIMEOUT": "5",
-        "SLUICE_KAFKA_RETRY_DELAY": "2",
-        "SLUICE_DELETE_ATTEMPTS": "2",
-        "SLUICE_DELETE_RETRY_DELAY": "1",
-    }
-    log = (work / "operator.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sluice_operator", "--liveness", f"http://127.0.0.1:{liveness_port}/healthz"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-    def alive() -> bool:
-        assert process.poll() is None, (work / "operator.log").read_text()[-3000:]
-        with urllib.request.urlopen(f"http://127.0.0.1:{liveness_port}/healthz", timeout=2) as r:
-            return r.status == 200
-
+    env = operator_environment(control_plane, work)
+    process, metrics_port = start_operator(env, work / "operator.log")
     try:
-        wait_for(alive, timeout=60, what="the operator's liveness endpoint")
-        yield {"process": process, "log": work / "operator.log", "metrics_port": metrics_port}
+        yield {"process": process, "log": work / "operator.log", "metrics_port": metrics_port, "env": env}
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+        stop_operator(process)
 
 
 @pytest.fixture
@@ -104,42 +76,6 @@ def api(k8s_api):
     return {
         "core": client.CoreV1Api(k8s_api),
         "custom": client.CustomObjectsApi(k8s_api),
-    }
-
-
-def manifest(name: str, bootstrap: str, **spec) -> dict:
-    """A StreamingPipeline with unique topic names (so tests never share topics)."""
-    suffix = uuid.uuid4().hex[:6]
-    topics = {
-        role: {"name": f"{name}-{role}-{suffix}"}
-        for role in ("source", "processed", "windowed", "alerts", "deadLetter")
-    }
-    kafka = {"bootstrapServers": bootstrap, "topics": topics}
-    kafka.update(spec.pop("kafka", {}))
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "StreamingPipeline",
-        "metadata": {"name": name},
-        "spec": {"kafka": kafka, "restartPolicy": {"backoffSeconds": 1, "maxBackoffSeconds": 2}, **spec},
-    }
-
-
-def apply(control_plane, namespace: str, body: dict, tmp_path: Path) -> subprocess.CompletedProcess:
-    path = tmp_path / f"{body['metadata']['name']}-{uuid.uuid4().hex[:4]}.yaml"
-    path.write_text(yaml.safe_dump(body))
-    return control_plane.kubectl("apply", "-n", namespace, "-f", str(path), check=False)
-
-
-def get_cr(api, namespace: str, name: str) -> dict:
-    return api["custom"].get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-
-
-def pods(api, namespace: str, name: str) -> dict[str, client.V1Pod]:
-    found = api["core"].list_namespaced_pod(namespace, label_selector=f"streaming.sluice.dev/pipeline={name}")
-    return {
-        p.metadata.labels["app.kubernetes.io/component"]: p
-        for p in found.items
-        if not p.metadata.deletion_timestamp
     }
 
 
@@ -583,6 +519,38 @@ def test_operator_metrics(operator):
     assert values["sluice_reconciles_total"] > 0  # the tests above made the operator reconcile
     assert "sluice_reconcile_errors_total" in values
     assert any(name.startswith("sluice_pipelines{phase=") for name in values)
+
+
+def test_a_busy_metrics_port_stops_the_operator_naming_it(operator, tmp_path):
+    """A second operator told to serve metrics on the first one's port stops at once, saying which port and
+    setting, rather than retrying its start-up for a minute with no liveness endpoint."""
+    liveness_port = free_ports(1)[0]
+    env = {**operator["env"], "SLUICE_METRICS_PORT": str(operator["metrics_port"])}
+    log = tmp_path / "second.log"
+    with log.open("w") as out:
+        second = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "sluice_operator",
+                "--liveness",
+                f"http://127.0.0.1:{liveness_port}/healthz",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        code = second.wait(60)
+    finally:
+        stop_operator(second)
+    text = log.read_text()
+    assert code != 0, text[-3000:]
+    assert f"cannot serve metrics on port {operator['metrics_port']} (SLUICE_METRICS_PORT)" in text, text[
+        -3000:
+    ]
+    assert operator["process"].poll() is None  # the first one is unaffected
 
 
 # --- every sample is an end-to-end example -------------------------------------------------------------------------
