@@ -226,8 +226,11 @@ class GeneratorConfig:
     summary_file: str | None = option(None, help="also write the final summary JSON to this file")
     # librdkafka wants it above linger.ms (20 ms here); below 100 ms little could be delivered.
     message_timeout_ms: int = option(
-        30_000,
-        help="a message not delivered within this time fails (bounds a run against an unreachable broker)",
+        120_000,
+        help=(
+            "a message not delivered within this time fails (bounds a run against an unreachable broker; the "
+            "default, the Java producer's delivery.timeout.ms, rides out a broker restart)"
+        ),
         minimum=100,
     )
 

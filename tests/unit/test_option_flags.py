@@ -95,7 +95,7 @@ GENERATOR = {
     "--late-max-seconds": 60.0,
     "--malformed-fraction": 0.0,
     "--summary-file": None,
-    "--message-timeout-ms": 30000,
+    "--message-timeout-ms": 120000,
 }
 JOBS = [("basic", basic, BASIC), ("windowed", windowed, WINDOWED), ("anomaly", anomaly, ANOMALY)]
 
