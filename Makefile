@@ -10,7 +10,7 @@ BENCH_ARGS ?=
 PYTEST_ARGS ?=
 
 .PHONY: help tools venv jars kube-bins deploy-tools images kind-node crd demo bench test test-unit test-integration test-bench test-k8s \
-	test-charts test-images test-e2e kind-up kind-demo kind-down lint format clean
+	test-chaos chaos test-charts test-images test-e2e kind-up kind-demo kind-down lint format clean
 
 help:
 	@echo "make demo     run Kafka + generator + the three Spark jobs locally (~2 min), then a summary"
@@ -18,6 +18,8 @@ help:
 	@echo "make test     lint, then every tier below, plus unit, integration, demo and bench --quick (real Kafka, Spark),"
 	@echo "             as two pytest processes at once (scripts/pytest-lanes.sh)"
 	@echo "make test-k8s the operator against a real kube-apiserver + etcd + controller-manager"
+	@echo "make test-chaos  jobs, the broker and the operator killed or restarted mid-work; nothing lost (in make test)"
+	@echo "make chaos    the chaos tier as a soak: 20 kills of each job and of the operator (5 and 6 in make test)"
 	@echo "make test-charts  render the Helm charts with helm; the API server validates them"
 	@echo "make test-images  build the container images (Docker engine started if needed) and run them"
 	@echo "make kind-up  kind cluster + images + helm install (Kafka, Spark, operator); make kind-demo; make kind-down"
@@ -101,6 +103,13 @@ test-bench: jars
 
 test-k8s: jars kube-bins
 	$(BIN)/pytest -m k8s $(PYTEST_ARGS)
+
+test-chaos: jars kube-bins
+	$(BIN)/pytest -m chaos $(PYTEST_ARGS)
+
+# The chaos tier as a soak: more kills (the CI run of `make test` kills each job 5 times and the operator 6 times).
+chaos: jars kube-bins
+	SLUICE_CHAOS_KILLS=20 SLUICE_CHAOS_OPERATOR_KILLS=20 $(BIN)/pytest -m chaos $(PYTEST_ARGS)
 
 test-charts: jars kube-bins deploy-tools
 	$(BIN)/pytest -m charts $(PYTEST_ARGS)

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # `make test`'s pytest run: every tier, as two pytest processes at once.
 #
-#   lane 1: tests/charts tests/k8s tests/unit, then tests/bench — pure code and a control plane that mostly waits
-#           (the operator's reconcile passes, the API server's answers), then the quick benchmark (one program, about
-#           a quarter of all the pytest time), which runs beside the end of lane 2
-#   lane 2: tests/integration tests/images tests/e2e, in that order — Spark, Kafka, Docker and kind; its e2e tier
-#           spends much of its time waiting on pods and windows, which the benchmark's drains fill
+#   lane 1: tests/charts tests/k8s tests/chaos, then tests/bench — a control plane that mostly waits (the
+#           operator's reconcile passes, the API server's answers), the chaos tier (jobs, the broker and the operator
+#           killed and restarted, ~11 min), then the quick benchmark (one program, about a quarter of all the pytest
+#           time), which runs beside the end of lane 2
+#   lane 2: tests/unit tests/integration tests/images tests/e2e, in that order — pure code and Spark, Kafka, Docker
+#           and kind; its e2e tier spends much of its time waiting on pods and windows, which the benchmark's drains
+#           fill
 #
 # Each process starts the session fixtures its tiers use (a Kafka broker, a Spark session, a control plane: each on
 # its own free ports and temp dirs). Lane 2's output streams; lane 1's is printed once both have ended. The exit
@@ -22,8 +24,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 }
 pytest=$1
 shift
-lane1=(tests/charts tests/k8s tests/unit tests/bench)
-lane2=(tests/integration tests/images tests/e2e)
+lane1=(tests/charts tests/k8s tests/chaos tests/bench)
+lane2=(tests/unit tests/integration tests/images tests/e2e)
 # A new tier must be given a lane, not skipped unnoticed.
 for dir in tests/*/; do
   dir=${dir%/}

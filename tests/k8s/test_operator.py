@@ -11,8 +11,6 @@ in the cluster tier.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -34,6 +32,7 @@ from support.operator_process import (
     manifest,
     operator_environment,
     pods,
+    spawn_operator,
     start_operator,
     stop_operator,
 )
@@ -527,20 +526,7 @@ def test_a_busy_metrics_port_stops_the_operator_naming_it(operator, tmp_path):
     liveness_port = free_ports(1)[0]
     env = {**operator["env"], "SLUICE_METRICS_PORT": str(operator["metrics_port"])}
     log = tmp_path / "second.log"
-    with log.open("w") as out:
-        second = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sluice_operator",
-                "--liveness",
-                f"http://127.0.0.1:{liveness_port}/healthz",
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    second = spawn_operator(env, liveness_port, log)
     try:
         code = second.wait(60)
     finally:

@@ -47,7 +47,8 @@ def operator_environment(control_plane, work: Path) -> dict[str, str]:
     }
 
 
-_PORT_TAKEN = "Address already in use"
+# The metrics server says "Address already in use", the liveness server "address already in use".
+_PORT_TAKEN = "address already in use"
 
 
 def start_operator(env: dict[str, str], log_path: Path, *, attempts: int = 3) -> tuple[subprocess.Popen, int]:
@@ -58,20 +59,7 @@ def start_operator(env: dict[str, str], log_path: Path, *, attempts: int = 3) ->
     operator's log."""
     for attempt in range(1, attempts + 1):
         liveness_port, metrics_port = free_ports(2)
-        with log_path.open("w") as log:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "sluice_operator",
-                    "--liveness",
-                    f"http://127.0.0.1:{liveness_port}/healthz",
-                ],
-                env={**env, "SLUICE_METRICS_PORT": str(metrics_port)},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        process = spawn_operator({**env, "SLUICE_METRICS_PORT": str(metrics_port)}, liveness_port, log_path)
         deadline = time.monotonic() + 120
         last: object = None
         while time.monotonic() < deadline and process.poll() is None:
@@ -88,11 +76,30 @@ def start_operator(env: dict[str, str], log_path: Path, *, attempts: int = 3) ->
             pytest.fail(
                 f"no liveness from the operator after 120 s (last: {last!r}); its log:\n{text[-4000:]}"
             )
-        if _PORT_TAKEN not in text or attempt == attempts:
+        if _PORT_TAKEN not in text.lower() or attempt == attempts:
             pytest.fail(
                 f"the operator stopped with exit status {process.returncode}; its log:\n{text[-4000:]}"
             )
     raise AssertionError("unreachable")
+
+
+def spawn_operator(env: dict[str, str], liveness_port: int, log_path: Path) -> subprocess.Popen:
+    """``python -m sluice_operator`` with ``env``, its liveness endpoint on ``liveness_port``, its output in
+    ``log_path``, in its own process group."""
+    with log_path.open("w") as log:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "sluice_operator",
+                "--liveness",
+                f"http://127.0.0.1:{liveness_port}/healthz",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def stop_operator(process: subprocess.Popen) -> None:

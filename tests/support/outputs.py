@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 import pytest
@@ -49,3 +49,30 @@ def assert_same_records(actual: dict[str, dict], expected: dict[str, dict], what
             if not _same(got[name], want[name])
         ]
     assert not wrong, f"{what}: {len(wrong)} fields differ:\n" + "\n".join(wrong[:20])
+
+
+def same_value(a: object, b: object) -> bool:
+    """Two decoded records equal field by field, floats to a relative 1e-9 (a batch computed again may add in
+    another order)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
+    if isinstance(a, float) or isinstance(b, float):
+        return (
+            isinstance(a, int | float)
+            and isinstance(b, int | float)
+            and a == pytest.approx(b, rel=REL, abs=REL)
+        )
+    return a == b
+
+
+def one_value_per_key(messages: Sequence[Message], what: str) -> dict[str, dict]:
+    """The records by key of an at-least-once output (a batch run again writes its records again), failing if any
+    key was written with two different values."""
+    values: dict[str, list[dict]] = defaultdict(list)
+    for m in messages:
+        values[m.key().decode()].append(json.loads(m.value()))
+    changed = [k for k, vs in values.items() if any(not same_value(vs[0], v) for v in vs[1:])]
+    assert not changed, f"{what}: {len(changed)} keys written with two different values, e.g. " + "; ".join(
+        f"{k}: {values[k]}" for k in changed[:3]
+    )
+    return {k: vs[0] for k, vs in values.items()}
