@@ -57,9 +57,8 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
     settings.watching.server_timeout = 300
     try:
         metrics.serve(SETTINGS.metrics_port)
-    except (
-        OSError
-    ) as exc:  # kopf would retry a startup handler after 60 s, serving no liveness meanwhile: stop
+    except OSError as exc:
+        # kopf would retry a failed startup handler after 60 s, with no liveness endpoint meanwhile: stop instead.
         raise kopf.PermanentError(
             f"cannot serve metrics on port {SETTINGS.metrics_port} (SLUICE_METRICS_PORT): {exc}; "
             "set SLUICE_METRICS_PORT to a free port, or 0 for no metrics"

@@ -125,32 +125,15 @@ class KindCluster:
 
     def cni_log(self) -> str:
         """Every line the default CNI's pods have logged since they started."""
-        return self.kubectl(
-            "logs",
-            "-l",
-            "app.kubernetes.io/name=sluice-cni",
-            "--tail=-1",
-            "--prefix",
-            namespace="kube-system",
-        ).stdout
+        selector = "app.kubernetes.io/name=sluice-cni"
+        return self.kubectl("logs", "-l", selector, "--tail=-1", "--prefix", namespace="kube-system").stdout
 
     def node_journal(self, node: str, lines: int = 40) -> str:
-        """The last ``lines`` of containerd's and the kubelet's journal on ``node`` (a kind node container), with
-        the kernel's word on killed processes: what a container that ended with reason Unknown needs explained."""
+        """The last ``lines`` of containerd's and the kubelet's journal on ``node`` (a kind node container): what a
+        container that ended with reason Unknown (containerd lost it) needs explained."""
+        units = ("-u", "containerd", "-u", "kubelet")
         found = subprocess.run(
-            [
-                "docker",
-                "exec",
-                node,
-                "journalctl",
-                "-u",
-                "containerd",
-                "-u",
-                "kubelet",
-                "--no-pager",
-                "-n",
-                str(lines),
-            ],
+            ["docker", "exec", node, "journalctl", *units, "--no-pager", "-n", str(lines)],
             capture_output=True,
             text=True,
             timeout=60,
