@@ -22,13 +22,11 @@ import random
 import signal
 import subprocess
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import reference as ref
-from confluent_kafka import Consumer, TopicPartition
 from pyspark.sql import SparkSession
 from sluice_operator.spec import PipelineSpec
 from support.lab_pipeline import (
@@ -45,7 +43,7 @@ from support.outputs import assert_same_records, one_value_per_key
 
 from sluice_local.kafka_broker import KafkaBroker
 from sluice_local.processes import free_ports
-from sluice_local.topics import read_all
+from sluice_local.topics import end_offsets, read_all
 from spark_jobs.generator.model import HEADER_SEQ
 
 pytestmark = pytest.mark.chaos
@@ -60,17 +58,6 @@ def _spec(bootstrap: str, topics: dict[str, str]) -> PipelineSpec:
     """The pipeline under test: the generator at 300 events/s, 2 % malformed; micro-batches every 2 s."""
     generator = {"devices": 8, "rate": RATE, "seed": SEED, "malformedFraction": 0.02}
     return lab_spec(bootstrap, topics, generator=generator, every_job={"trigger": "2s"})
-
-
-def _high_watermarks(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex[:6]}"})
-    try:
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
-            for p in range(partitions)
-        }
-    finally:
-        consumer.close()
 
 
 @pytest.mark.timeout(900)
@@ -118,7 +105,7 @@ def test_a_broker_restart_loses_nothing_and_the_jobs_ride_it_out(
             -3000:
         ]
         generated = json.loads(summary_file.read_text())
-        ends = _high_watermarks(bootstrap, topics["source"], 3)
+        ends = end_offsets(bootstrap, topics["source"], timeout=30)
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         for job in JOBS:
             while not (done := batch_ends(work, job, topics["source"])) or done[-1] != ends:
