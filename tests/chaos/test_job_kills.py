@@ -7,7 +7,7 @@ Each job runs as a pod runs it: ``python -m spark_jobs.<job>`` with the flags th
 (SIGKILL to its process group: the Python driver and Spark's JVM, as when a container is killed) at a random
 moment after its query started, and started again on the same checkpoint, ``SLUICE_CHAOS_KILLS`` times (5 here,
 20 in ``make chaos``); then it runs to the end (``--trigger available-now`` added to the pod's flags, so that the
-last run ends). What each kill interrupted is read from the checkpoint right after it: a micro-batch whose offsets
+last run ends; it reads what is left in one micro-batch). What each kill interrupted is read from the checkpoint right after it: a micro-batch whose offsets
 were logged but not committed ("mid-batch": its output partly written, its state-store files partly uploaded, or
 the recovery of the batch the kill before interrupted), or nothing ("between batches").
 
@@ -205,7 +205,7 @@ def _run_with_kills(
     at a random moment of the next one ("after progress"), and the rest at a random moment of their first
     ``KILL_WITHIN_S`` seconds after the query started, mostly while recovering the batch the kill before interrupted
     ("during recovery"). A run killed at a random moment plans at most two new micro-batches first, so the data
-    outlasts the kills."""
+    outlasts the kills; the last run reads the rest at once."""
     query = query_dir(work, job)
     writes = max(1, kills // 4)
     progress = (kills - writes + 1) // 2
@@ -223,7 +223,11 @@ def _run_with_kills(
             out.write(f"\n===== run {chaos.runs} =====\n")
             out.flush()
         # The pod's flags, and available-now (the CRD has no such trigger: a pod runs for good): the last run ends.
-        process = spawn(spec, job, work, log, "--trigger", "available-now")
+        # The last run, killed no more, reads what is left in one micro-batch (after the recovery of the one the
+        # last kill interrupted, which Spark runs again as logged): the kills are over, so small batches would
+        # only cost time.
+        drain = () if modes else ("--max-offsets-per-trigger", str(EVENTS))
+        process = spawn(spec, job, work, log, "--trigger", "available-now", *drain)
         try:
             if modes:
                 kill = _kill_at_random(process, modes.pop(0), query, log, chaos.runs, rng, written)
