@@ -60,10 +60,12 @@ from sluice_local.kafka_broker import KafkaBroker
 from sluice_local.topics import read_all
 from spark_jobs.generator.model import EventFactory, GeneratorConfig
 
-pytestmark = pytest.mark.chaos
-
 KILLS = int(os.environ.get("SLUICE_CHAOS_KILLS", "5"))
 """Kills per job: at least 5 in `make test`, 20 in the soak (`make chaos`)."""
+
+# The module's runs happen in the first test's set-up (a module fixture): their time grows with the kills (a run
+# takes up to ~90 s on a busy 2-core machine, three jobs at once).
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600 + 120 * KILLS)]
 PER_TRIGGER = 1200
 BATCHES = 2 * KILLS + 3
 """Micro-batches of data per job: a killed run plans at most two new ones, so the last run still has some."""

@@ -168,8 +168,8 @@ def _converged(
 
 
 def _diagnosis(api: dict, namespace: str, live: dict[str, dict], problems: list[str], log, process) -> str:
-    """Whether the last operator still runs, and for each live pipeline a problem names: its status's components
-    and what the last operator logged of it."""
+    """Whether the last operator still runs, and for each live pipeline a problem names: its status, its last
+    Events and what the last operator logged of it."""
     lines = log.read_text(errors="replace").splitlines()
     state = "runs" if process.poll() is None else f"exited with status {process.returncode}"
     out = [f"\n--- the last operator {state}; the end of its log ({log.name}):\n" + "\n".join(lines[-15:])]
@@ -191,6 +191,14 @@ def _diagnosis(api: dict, namespace: str, live: dict[str, dict], problems: list[
             f"\n--- {name}: phase {status.get('phase')}, kafkaFailures {status.get('kafkaFailures')}, conditions "
             f"{conditions}, components {components}"
         )
+        events = (
+            api["core"].list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
+        )
+        told = [
+            f"{e.last_timestamp or e.event_time} {e.reason}{f' (x{e.count})' if e.count else ''}: {e.message}"
+            for e in sorted(events, key=lambda e: str(e.last_timestamp or e.event_time))[-12:]
+        ]
+        out.append("--- its last Events:\n" + "\n".join(told))
         out.append(f"--- what the last operator ({log.name}) logged of it:\n" + "\n".join(logged))
     return "\n".join(out)
 
