@@ -7,9 +7,10 @@ Each job runs as a pod runs it: ``python -m spark_jobs.<job>`` with the flags th
 (SIGKILL to its process group: the Python driver and Spark's JVM, as when a container is killed) at a random
 moment after its query started, and started again on the same checkpoint, ``SLUICE_CHAOS_KILLS`` times (5 here,
 20 in ``make chaos``); then it runs to the end (``--trigger available-now`` added to the pod's flags, so that the
-last run ends; it reads what is left in one micro-batch). What each kill interrupted is read from the checkpoint right after it: a micro-batch whose offsets
-were logged but not committed ("mid-batch": its output partly written, its state-store files partly uploaded, or
-the recovery of the batch the kill before interrupted), or nothing ("between batches").
+last run ends; it reads what is left in one micro-batch). What each kill interrupted is read from the checkpoint
+right after it: a micro-batch whose offsets were logged but not committed ("mid-batch": its output partly written,
+its state-store files partly uploaded, or the recovery of the batch the kill before interrupted), or nothing
+("between batches").
 
 Then, against the reference computed independently from the source topic read back (``reference.py``), cut into
 the micro-batches each job ran (the ends Spark logged in its checkpoint's offset log; a batch run again after a kill
@@ -225,9 +226,7 @@ def _run_with_kills(
             out.write(f"\n===== run {chaos.runs} =====\n")
             out.flush()
         # The pod's flags, and available-now (the CRD has no such trigger: a pod runs for good): the last run ends.
-        # The last run, killed no more, reads what is left in one micro-batch (after the recovery of the one the
-        # last kill interrupted, which Spark runs again as logged): the kills are over, so small batches would
-        # only cost time.
+        # The last run (after Spark runs again the batch the last kill interrupted, as logged) reads the rest at once.
         drain = () if modes else ("--max-offsets-per-trigger", str(EVENTS))
         process = spawn(spec, job, work, log, "--trigger", "available-now", *drain)
         try:

@@ -29,6 +29,8 @@ from support.operator_process import (
     PLURAL,
     VERSION,
     apply,
+    events,
+    get_cr,
     manifest,
     operator_environment,
     pods,
@@ -176,10 +178,7 @@ def _diagnosis(api: dict, namespace: str, live: dict[str, dict], problems: list[
     for name in sorted(live):
         if not any(p.startswith(f"{name}:") or f" {name} " in p for p in problems):
             continue
-        status = (
-            api["custom"].get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name).get("status")
-            or {}
-        )
+        status = get_cr(api, namespace, name).get("status") or {}
         components = {
             c: (e.get("phase"), e.get("message")) for c, e in (status.get("components") or {}).items()
         }
@@ -191,13 +190,7 @@ def _diagnosis(api: dict, namespace: str, live: dict[str, dict], problems: list[
             f"\n--- {name}: phase {status.get('phase')}, kafkaFailures {status.get('kafkaFailures')}, conditions "
             f"{conditions}, components {components}"
         )
-        events = (
-            api["core"].list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
-        )
-        told = [
-            f"{e.last_timestamp or e.event_time} {e.reason}{f' (x{e.count})' if e.count else ''}: {e.message}"
-            for e in sorted(events, key=lambda e: str(e.last_timestamp or e.event_time))[-12:]
-        ]
+        told = [f"{reason}: {message}" for reason, message in events(api, namespace, name)[-12:]]
         out.append("--- its last Events:\n" + "\n".join(told))
         out.append(f"--- what the last operator ({log.name}) logged of it:\n" + "\n".join(logged))
     return "\n".join(out)
@@ -308,7 +301,7 @@ def test_the_operator_killed_mid_reconcile_converges(
     chaos_report(
         f"operator SIGKILLed: {kill} kills mid-reconcile, interrupting: "
         + ", ".join(f"{what} {n}" for what, n in sorted(interrupted.items()))
-        + f"; then converged within {converged_s:.0f} s (the last to settle: {'; '.join(settled) or 'nothing'}): {len(live)} pipelines with all {len(live) * len(COMPONENTS)} pods, {len(gone)} deleted "
-        f"with nothing left"
+        + f"; then converged within {converged_s:.0f} s (the last to settle: {'; '.join(settled) or 'nothing'}): "
+        f"{len(live)} pipelines with all {len(live) * len(COMPONENTS)} pods, {len(gone)} deleted with nothing left"
     )
     assert interrupted.keys() >= WINDOWS, f"the kills never fell in {WINDOWS - interrupted.keys()}"

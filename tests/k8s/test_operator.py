@@ -28,6 +28,7 @@ from support.operator_process import (
     ROOT,
     VERSION,
     apply,
+    events,
     get_cr,
     manifest,
     operator_environment,
@@ -94,11 +95,6 @@ def absent(read: Callable[[], object]) -> bool:
 
 def condition(cr: dict, kind: str) -> dict:
     return next(c for c in cr.get("status", {}).get("conditions", []) if c["type"] == kind)
-
-
-def events(api, namespace: str, name: str) -> list[tuple[str, str]]:
-    found = api["core"].list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
-    return [(e.reason, e.message) for e in found.items]
 
 
 # --- the lifecycle of a pipeline ----------------------------------------------------------------------------------

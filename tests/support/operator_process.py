@@ -138,6 +138,12 @@ def get_cr(api, namespace: str, name: str) -> dict:
     return api["custom"].get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
 
 
+def events(api, namespace: str, name: str) -> list[tuple[str, str]]:
+    """The reason and message of each Event about the object ``name``."""
+    found = api["core"].list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
+    return [(e.reason, e.message) for e in found.items]
+
+
 def pods(api, namespace: str, name: str) -> dict[str, client.V1Pod]:
     found = api["core"].list_namespaced_pod(namespace, label_selector=f"streaming.sluice.dev/pipeline={name}")
     return {
