@@ -70,7 +70,7 @@ crd: venv
 demo: jars
 	$(BIN)/python -m sluice_local demo $(DEMO_ARGS)
 
-# The benchmark: 65-80 min on 2 cores; writes bench/results/<UTC time>/report.md (python -m sluice_local bench --help).
+# The benchmark: 55-80 min on 2 cores; writes bench/results/<UTC time>/report.md (python -m sluice_local bench --help).
 bench: jars
 	$(BIN)/python -m sluice_local bench $(BENCH_ARGS)
 

@@ -36,6 +36,18 @@ for dir in tests/*/; do
   fi
 done
 
+# Kind clusters of the e2e tier (tests/e2e names them sluice-e2e*) left by a run that ended before its teardown
+# (killed, or a machine stopped): their nodes restart with the Docker daemon, with that run's pods, which would run
+# beside these lanes. Deleted first, unless SLUICE_E2E_KEEP_CLUSTER=1 kept them on purpose.
+if [ "${SLUICE_E2E_KEEP_CLUSTER:-}" != 1 ] && command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+  leftovers=$(docker ps --all --filter label=io.x-k8s.kind.cluster --format '{{.Label "io.x-k8s.kind.cluster"}}' |
+    { grep '^sluice-e2e' || true; } | sort -u)
+  for cluster in $leftovers; do
+    echo "pytest-lanes: deleting kind cluster $cluster, left by an earlier run"
+    SLUICE_KIND_CLUSTER=$cluster bash scripts/kind.sh down
+  done
+fi
+
 lane1_log=$(mktemp "${TMPDIR:-/tmp}/sluice-pytest-lane1.XXXXXX")
 "$pytest" "$@" "${lane1[@]}" >"$lane1_log" 2>&1 </dev/null &
 lane1_pid=$!

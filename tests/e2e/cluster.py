@@ -20,8 +20,13 @@ ROOT = Path(__file__).resolve().parents[2]
 KIND_SCRIPT = ROOT / "scripts" / "kind.sh"
 INSTALL_TIMEOUT_S = 40 * 60
 DEFAULT_NODE_IMAGE = "offline"
+CLUSTER_PREFIX = "sluice-e2e"
+"""How the tier's clusters' names begin: scripts/pytest-lanes.sh deletes those an earlier run left before it starts."""
 KEEP_CLUSTER_ENV = "SLUICE_E2E_KEEP_CLUSTER"
-"""Set to 1 to keep the cluster after the session (to look at a failure); `make kind-down` deletes it then."""
+"""Set to 1 to keep the cluster after the session (to look at a failure) and to reuse a kept one in the next
+session; `make kind-down` deletes it then."""
+KIND_CLUSTER_LABEL = "io.x-k8s.kind.cluster"
+"""The label kind puts on a cluster's node containers, valued with the cluster's name."""
 
 T = TypeVar("T")
 
@@ -47,6 +52,19 @@ class KindCluster:
     namespace: str
     env: dict[str, str]
     images: dict[str, str]
+
+    def exists(self) -> bool:
+        """Whether Docker holds a node container of a cluster of this name (running or not). The Docker engine is
+        started first (scripts/ensure-docker.sh): a leftover cluster's nodes restart with it."""
+        subprocess.run(["bash", str(ROOT / "scripts" / "ensure-docker.sh")], timeout=600, check=True)
+        found = subprocess.run(
+            ["docker", "ps", "--all", "--quiet", "--filter", f"label={KIND_CLUSTER_LABEL}={self.name}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return bool(found.stdout.strip())
 
     def script(self, command: str, **extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -154,7 +172,16 @@ class KindCluster:
 @contextmanager
 def created(cluster: KindCluster, command: str) -> Iterator[KindCluster]:
     """Run ``scripts/kind.sh command`` (``up``: the cluster with Sluice installed; ``create``: the cluster alone),
-    fail on its error, and delete the cluster afterwards (unless SLUICE_E2E_KEEP_CLUSTER=1)."""
+    fail on its error, and delete the cluster afterwards (unless SLUICE_E2E_KEEP_CLUSTER=1).
+
+    A cluster of the same name that is already there was left by a session that ended before its teardown (killed,
+    or a machine stopped: kind's nodes restart with the Docker daemon, with the pods of that session). Its state is
+    unknown, so it is deleted first; only SLUICE_E2E_KEEP_CLUSTER=1 reuses it."""
+    if os.environ.get(KEEP_CLUSTER_ENV) != "1" and cluster.exists():
+        print(f"\ndeleting kind cluster {cluster.name}, left by an earlier session", file=sys.stderr)
+        down = cluster.script("down")
+        if down.returncode != 0:
+            pytest.fail(f"could not delete the leftover kind cluster {cluster.name}:\n{down.stderr[-6000:]}")
     result = cluster.script(command)
     try:
         if result.returncode != 0:

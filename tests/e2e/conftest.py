@@ -13,11 +13,11 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from cluster import KindCluster, build_outputs, cluster_env, created
+from cluster import CLUSTER_PREFIX, KindCluster, build_outputs, cluster_env, created
 
-DEFAULT_CLUSTER = "sluice-e2e"
+DEFAULT_CLUSTER = CLUSTER_PREFIX
 CLUSTER_ENV = "SLUICE_E2E_CLUSTER"
-"""The cluster the tier creates (or reuses, when one of that name exists) and deletes."""
+"""The cluster the tier creates and deletes (one of that name left by an earlier session is deleted first)."""
 
 
 @pytest.fixture(scope="session")

@@ -14,11 +14,11 @@ from collections.abc import Iterator
 
 import pytest
 import yaml
-from cluster import KindCluster, cluster_env, created, wait_for
+from cluster import CLUSTER_PREFIX, KindCluster, cluster_env, created, wait_for
 
 pytestmark = pytest.mark.e2e
 
-CLUSTER = "sluice-e2e-nodes"
+CLUSTER = f"{CLUSTER_PREFIX}-nodes"
 POD_SUBNET = ipaddress.ip_network("10.244.0.0/16")  # kind's default podSubnet
 CONFIG = {
     "kind": "Cluster",
