@@ -21,6 +21,7 @@
 #                           into the node like the other images; apache/kafka:4.1.1 makes the node pull the public one)
 #   SLUICE_NAMESPACE        namespace of the release and the samples (default sluice)
 #   SLUICE_SAMPLE           pipeline the demo applies (default k8s/kind-pipeline.yaml: minimal, sized for kind)
+#   SLUICE_DEMO_TIMEOUT     seconds the demo waits for the first record of each output topic (default 300)
 #   KUBECONFIG              where kind writes the cluster's credentials (kind's default: ~/.kube/config)
 #   PYTHON                  the project's Python (for the demo's Kafka reader; default .venv/bin/python)
 #
@@ -39,6 +40,7 @@ node_image=${SLUICE_KIND_NODE_IMAGE:-kindest/node:v1.34.0}
 config=${SLUICE_KIND_CONFIG:-$repo_root/k8s/kind-config.yaml}
 namespace=${SLUICE_NAMESPACE:-sluice}
 sample=${SLUICE_SAMPLE:-$repo_root/k8s/kind-pipeline.yaml}
+demo_timeout=${SLUICE_DEMO_TIMEOUT:-300}
 python=${PYTHON:-$repo_root/.venv/bin/python}
 release=sluice
 state_dir=${SLUICE_CACHE_DIR:-$HOME/.cache/sluice}/kind-state
@@ -189,6 +191,10 @@ demo() {
   tool_paths
   cluster_exists || die "no kind cluster $cluster: run make kind-up first"
   [ -f "$sample" ] || die "sample $sample not found; samples are in $repo_root/k8s/samples/"
+  if ! [[ $demo_timeout =~ ^[1-9][0-9]*$ ]]; then
+    echo "kind.sh: error: SLUICE_DEMO_TIMEOUT must be a whole number of seconds (1 or more), got '$demo_timeout'" >&2
+    exit 2
+  fi
   local name
   name=$(awk '/^metadata:/ { m = 1; next } m && /^  name:/ { print $2; exit }' "$sample")
   [ -n "$name" ] || die "$sample has no metadata.name"
@@ -207,7 +213,7 @@ demo() {
   topics=$(kube get --namespace "$namespace" streamingpipeline "$name" \
     -o jsonpath='{.spec.kafka.topics.windowed.name} {.spec.kafka.topics.alerts.name}')
   # shellcheck disable=SC2086 # two topic names
-  "$python" -m sluice_local peek --bootstrap localhost:30092 --timeout 300 --show 5 $topics
+  "$python" -m sluice_local peek --bootstrap localhost:30092 --timeout "$demo_timeout" --show 5 $topics
 }
 
 down() {
