@@ -88,16 +88,17 @@ _KEY_KEPT = 1024
 _HEADERS_KEPT = 16_384
 _ENCODING_MARGIN = 1024
 
+#: Each column of a Kafka record (but the optional ``headers``, kept as they are) and its name in a parsed row.
+_KAFKA_COLUMNS = {
+    "key": "key",
+    "value": "raw_value",
+    "topic": "source_topic",
+    "partition": "source_partition",
+    "offset": "source_offset",
+    "timestamp": "source_timestamp",
+}
 #: The columns :func:`parse_events` keeps from the source record, so a dead letter loses nothing.
-SOURCE_COLUMNS = (
-    "key",
-    "raw_value",
-    "source_topic",
-    "source_partition",
-    "source_offset",
-    "source_timestamp",
-    "headers",
-)
+SOURCE_COLUMNS = (*_KAFKA_COLUMNS.values(), "headers")
 
 #: ISO-8601 date-times Spark's cast understands: date, 'T' or space, hh:mm[:ss[.fraction]], optional offset.
 ISO_TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)?$"
@@ -260,20 +261,18 @@ def _out_of_range(bound_ms: int | None, relation: str, reference: Column, flag: 
     )
 
 
-def parse_events(
-    raw: DataFrame, limits: InputLimits = DEFAULT_LIMITS, *, now: Column | None = None
-) -> DataFrame:
-    """Parse Kafka records (``key``, ``value``, ``topic``, ``partition``, ``offset``, ``timestamp`` and optionally
-    ``headers``) into events.
+@dataclass(frozen=True)
+class _Checked:
+    """The records staged for a decision (the event as read, and what explains a refusal), and the checks."""
 
-    Returns one row per input record with ``event_time`` (timestamp, UTC), ``device_id``, ``value`` (double),
-    ``status`` — null when the record is invalid — plus ``error_code`` / ``error_message`` (null when valid) and the
-    source columns ``key``, ``raw_value``, ``source_topic``, ``source_partition``, ``source_offset``,
-    ``source_timestamp``, ``headers`` needed to dead-letter it without loss.
+    staged: DataFrame
+    valid: Column
+    too_long: Column
+    ahead: Column
 
-    ``limits`` bound the record's size, the fields' lengths and the event's time; ``now`` is the processing time
-    (default: ``current_timestamp()``, which in a streaming query is the micro-batch's timestamp).
-    """
+
+def _check(raw: DataFrame, limits: InputLimits, now: Column | None) -> _Checked:
+    """Read every record as an event both ways (see the module docstring) and check it against ``limits``."""
     now = F.current_timestamp() if now is None else now
     headers = (
         F.col("headers")
@@ -287,13 +286,9 @@ def parse_events(
     # (in a CASE, so a canonical record never pays for it). A record over the size limit is parsed neither way.
     canonical = F.when(fits & text.rlike(CANONICAL_EVENT_PATTERN), F.from_json(text, _CANONICAL_SCHEMA))
     staged = raw.select(
-        F.col("key"),
-        F.col("value").alias("raw_value"),
-        F.col("topic").alias("source_topic"),
-        F.col("partition").alias("source_partition"),
-        F.col("offset").alias("source_offset"),
-        F.col("timestamp").alias("source_timestamp"),
+        *[F.col(kafka).alias(source) for kafka, source in _KAFKA_COLUMNS.items()],
         headers.alias("headers"),
+        now.alias("_now"),
         record_bytes.alias("_record_bytes"),
         canonical.alias("_canonical"),
     )
@@ -348,14 +343,35 @@ def parse_events(
     time_us = F.unix_micros("_time")
     ahead = F.lit(False)
     if limits.max_ahead_ms is not None:
-        ahead = F.coalesce(time_us > F.unix_micros(now) + F.lit(limits.max_ahead_ms * 1000), F.lit(False))
+        ahead = F.coalesce(time_us > F.unix_micros("_now") + F.lit(limits.max_ahead_ms * 1000), F.lit(False))
     behind = F.lit(False)
     if limits.max_behind_ms is not None:
         behind = F.coalesce(
             time_us < F.unix_micros("source_timestamp") - F.lit(limits.max_behind_ms * 1000), F.lit(False)
         )
     valid = F.col("_well_formed") & ~too_long & ~ahead & ~behind
+    return _Checked(staged, valid, too_long, ahead)
 
+
+def parse_events(
+    raw: DataFrame, limits: InputLimits = DEFAULT_LIMITS, *, now: Column | None = None
+) -> DataFrame:
+    """Parse Kafka records (``key``, ``value``, ``topic``, ``partition``, ``offset``, ``timestamp`` and optionally
+    ``headers``) into events.
+
+    Returns one row per input record with ``event_time`` (timestamp, UTC), ``device_id``, ``value`` (double),
+    ``status`` — null when the record is invalid — plus ``error_code`` / ``error_message`` (null when valid) and the
+    source columns ``key``, ``raw_value``, ``source_topic``, ``source_partition``, ``source_offset``,
+    ``source_timestamp``, ``headers`` needed to dead-letter it without loss.
+
+    ``limits`` bound the record's size, the fields' lengths and the event's time; ``now`` is the processing time
+    (default: ``current_timestamp()``, which in a streaming query is the micro-batch's timestamp).
+
+    A job's hot path is :func:`screen_events`, which decides the same without the reasons.
+    """
+    checked = _check(raw, limits, now)
+    staged, valid, too_long, ahead = checked.staged, checked.valid, checked.too_long, checked.ahead
+    j, longest = F.col("_json"), limits.max_field_length
     # Only invalid rows reach this CASE (it sits in the ELSE of `valid`), so the costlier checks cost valid rows nothing.
     reason = F.when(
         F.col("raw_value").isNull() | (F.length("raw_value") == 0),
@@ -387,7 +403,10 @@ def parse_events(
         ),
     )
     reason = reason.when(
-        ahead, _out_of_range(limits.max_ahead_ms, "ahead of the processing time", now, "--max-event-ahead")
+        ahead,
+        _out_of_range(
+            limits.max_ahead_ms, "ahead of the processing time", F.col("_now"), "--max-event-ahead"
+        ),
     )
     reason = reason.otherwise(
         _out_of_range(
@@ -418,9 +437,48 @@ def parse_events(
     )
 
 
+#: What :func:`screen_events` adds to an invalid record: the processing time its event time was checked against.
+CHECKED_AT = "checked_at"
+
+
+def screen_events(
+    raw: DataFrame, limits: InputLimits = DEFAULT_LIMITS, *, now: Column | None = None
+) -> DataFrame:
+    """:func:`parse_events` without the reasons, for a job's hot path: ``event_time``, ``device_id``, ``value``,
+    ``status`` — all null exactly when the record is invalid —, ``checked_at`` (the processing time the record
+    was checked at; null when valid) and the source columns. :func:`explain_invalid` gives the reasons of the
+    invalid rows.
+
+    The decision is :func:`parse_events`' own (the same checks); what it leaves out is building the error codes
+    and messages, a large expression that Spark would generate into every row's code, making the method JIT
+    compilers give up on (see ``spark_jobs.session.JIT_OPTIONS``) larger and slower for the valid records too.
+    """
+    checked = _check(raw, limits, now)
+    valid = checked.valid
+    return checked.staged.select(
+        F.when(valid, F.col("_time")).alias("event_time"),
+        F.when(valid, F.col("_device")).alias("device_id"),
+        F.when(valid, F.col("_number")).alias("value"),
+        F.when(valid, F.col("_state")).alias("status"),
+        F.when(~valid, F.col("_now")).alias(CHECKED_AT),
+        *SOURCE_COLUMNS,
+    )
+
+
+def explain_invalid(screened: DataFrame, limits: InputLimits = DEFAULT_LIMITS) -> DataFrame:
+    """:func:`parse_events` of rows :func:`screen_events` found invalid (``checked_at`` and the source columns):
+    each is parsed again from its source columns, checked at its ``checked_at``, so it gets the same decision
+    and its ``error_code`` and ``error_message``."""
+    raw = screened.select(
+        *[F.col(source).alias(kafka) for kafka, source in _KAFKA_COLUMNS.items()], "headers", CHECKED_AT
+    )
+    return parse_events(raw, limits, now=F.col(CHECKED_AT))
+
+
 def valid_events(parsed: DataFrame) -> DataFrame:
-    """The well-formed events of :func:`parse_events`: ``event_time, device_id, value, status``."""
-    return parsed.where(F.col("error_code").isNull()).select("event_time", "device_id", "value", "status")
+    """The valid events of :func:`parse_events` or :func:`screen_events`: ``event_time, device_id, value,
+    status`` (both leave ``event_time`` null exactly for the invalid records)."""
+    return parsed.where(F.col("event_time").isNotNull()).select("event_time", "device_id", "value", "status")
 
 
 def _header(name: str, value: Column) -> Column:

@@ -11,7 +11,9 @@ event files and console-only views. Per micro-batch, in this order:
    contributions and the dead letters;
 4. the partials are merged into the open windows; with the watermark after this batch, the windows it closes
    (append mode) or the windows it changed (update mode) become output rows;
-5. the outputs and the dead letters go to Kafka in one write; the console shows them when it is on;
+5. the outputs and the dead letters go to Kafka in one write; the console shows them when it is on (the
+   source is screened, :func:`~spark_jobs.events.screen_events`: only the invalid records, carried through as
+   dead letters, are parsed again for their reasons, :func:`~spark_jobs.events.explain_invalid`);
 6. the open windows and the new watermark are saved as this batch's snapshot.
 
 Spark commits the batch after the handler returns. A crash before that runs the batch again with the same offsets:
@@ -32,7 +34,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from spark_jobs.events import SOURCE_COLUMNS, InputLimits, dead_letter_columns, parse_events
+from spark_jobs.events import (
+    CHECKED_AT,
+    SOURCE_COLUMNS,
+    InputLimits,
+    dead_letter_columns,
+    explain_invalid,
+    screen_events,
+)
 from spark_jobs.options import CommonOptions, Duration
 from spark_jobs.records import record_columns
 from spark_jobs.sinks import EventFiles, print_rows, write_to_kafka
@@ -104,7 +113,8 @@ class BatchReport:
             self.seconds[step] = self.seconds.get(step, 0.0) + time.monotonic() - started
 
 
-_DEAD_LETTER_COLUMNS = ("error_code", "error_message", *SOURCE_COLUMNS)
+#: What a micro-batch keeps of an invalid record: enough to explain it (:func:`explain_invalid`) and dead-letter it.
+_DEAD_LETTER_COLUMNS = (CHECKED_AT, *SOURCE_COLUMNS)
 
 
 class MicroBatches:
@@ -142,7 +152,7 @@ class MicroBatches:
         self.reports: list[BatchReport] = []
         self.windows = Windows(plan.specs)
         self._digester = self.windows.digester(
-            is_event=F.col("error_code").isNull(),
+            is_event=F.col("event_time").isNotNull(),
             passthrough_key=F.concat_ws(":", "source_topic", "source_partition", "source_offset"),
             passthrough=F.struct(*_DEAD_LETTER_COLUMNS),
         )
@@ -150,13 +160,14 @@ class MicroBatches:
         self._valid_files = [
             "event_time", "device_id", "value", "status", F.to_date("event_time").alias("event_date")
         ]  # fmt: skip
-        self._is_event = F.col("error_code").isNull()
+        self._is_event = F.col("event_time").isNotNull()
         self._is_passthrough = F.col("aggregation") == PASSTHROUGH
         self._summary = [
             F.max(F.unix_millis("max_event_time")).alias("max_event_ms"),
             F.count_if(self._is_passthrough).alias("dead_letters"),
         ]
         self._letters = [*[F.col(f"{PASSTHROUGH}.{c}").alias(c) for c in _DEAD_LETTER_COLUMNS]]
+        self._limits = input_limits(opts)
         self._letter_columns = dead_letter_columns(plan.job, max_bytes=opts.dead_letter_max_bytes)
         self._record_columns: dict[str, list] = {}  # per output, built from its first micro-batch's columns
         self._topic_columns = {
@@ -246,7 +257,8 @@ class MicroBatches:
         outputs = [(out, out.rows(values)) for out in plan.outputs]
         records = [self._for_kafka(self._records(out, rows_), out.topic) for out, rows_ in outputs]
         if summary.dead_letters:
-            letters = parts.where(self._is_passthrough).select(*self._letters).select(*self._letter_columns)
+            invalid = parts.where(self._is_passthrough).select(*self._letters)
+            letters = explain_invalid(invalid, self._limits).select(*self._letter_columns)
             records.append(self._for_kafka(letters, opts.dead_letter_topic, headers=True))
         union = records[0]
         for more in records[1:]:
@@ -324,7 +336,7 @@ def start(
     if source is None:
         source = read_kafka(spark, opts, starting_offsets=starting_offsets(spark, opts, plan.job))
     query = (
-        parse_events(source, input_limits(opts))
+        screen_events(source, input_limits(opts))
         .writeStream.queryName(f"{opts.query_prefix}{plan.job}")
         .option("checkpointLocation", opts.checkpoint(plan.job))
         .trigger(**opts.trigger.spark_kwargs())

@@ -8,14 +8,15 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from spark_jobs import windows
-from spark_jobs.events import dead_letters, parse_events, valid_events
+from spark_jobs.events import dead_letters, parse_events, screen_events, valid_events
 from spark_jobs.micro_batch import input_limits
 from spark_jobs.records import to_kafka_records
 
 
 def tumbling_rows(raw: DataFrame, opts) -> DataFrame:
-    """Parse, then 10 s tumbling windows per device (average, maximum, minimum, count) with Spark's own window()."""
-    events = valid_events(parse_events(raw, input_limits(opts.common)))
+    """Parse (as the jobs do, :func:`screen_events`), then 10 s tumbling windows per device (average, maximum,
+    minimum, count) with Spark's own window()."""
+    events = valid_events(screen_events(raw, input_limits(opts.common)))
     return events.groupBy(F.window("event_time", "10 seconds"), "device_id").agg(
         F.avg("value"), F.max("value"), F.min("value"), F.count(F.lit(1))
     )

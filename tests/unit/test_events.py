@@ -378,3 +378,32 @@ def test_the_generators_events_take_the_fast_path():
     factory = EventFactory(GeneratorConfig(seed=3, late_fraction=0.1))
     messages = [factory.message(i, KAFKA_TIME) for i in range(500)]
     assert all(pattern.match(m.value.decode()) for m in messages if m.kind == EVENT)
+
+
+# --- a job's hot path: screened, and only the invalid records explained ---------------------------------------------
+
+
+def test_screening_keeps_what_parsing_keeps_and_the_invalid_ones_get_the_same_reasons(spark):
+    """A job screens its source (screen_events) and explains only the invalid records (explain_invalid, parsing
+    them again at the time they were checked): together they must agree with parse_events on every record."""
+    values = [value for value, _, _ in BAD_RECORDS]
+    for body in SAME_EITHER_WAY:
+        values += [json.dumps(body, **COMPACT).encode(), json.dumps(body).encode()]
+    raw = raw_frame(spark, values)
+    # The processing time of test_event_time_bounds_are_inclusive: BAD_RECORDS' far-future event is refused.
+    now = F.lit("2024-01-01 14:00:00").cast("timestamp")
+    parsed = {r.source_offset: r for r in ev.parse_events(raw, now=now).collect()}
+    screened = ev.screen_events(raw, now=now)
+    event_fields = ("event_time", "device_id", "value", "status")
+    kept = {r.source_offset: r for r in screened.collect()}
+    assert kept.keys() == parsed.keys()
+    for offset, row in kept.items():
+        expected = parsed[offset]
+        assert [getattr(row, f) for f in event_fields] == [getattr(expected, f) for f in event_fields], offset
+        assert (row.checked_at is None) == (expected.error_code is None), (offset, expected.error_code)
+    explained = ev.explain_invalid(screened.where(F.col("checked_at").isNotNull())).collect()
+    reasons = {r.source_offset: (r.error_code, r.error_message) for r in explained}
+    assert reasons == {o: (r.error_code, r.error_message) for o, r in parsed.items() if r.error_code}
+    assert {code for code, _ in reasons.values()} == set(ev.ERROR_CODES)
+    # and the explained rows keep the source columns a dead letter is made of
+    assert {r.raw_value for r in explained} == {parsed[o].raw_value for o in reasons}
