@@ -211,6 +211,12 @@ class MicroBatches:
                 f"{latest}. Use a new --output-dir, or the checkpoint root that wrote it."
             )
 
+    def digest(self, rows: DataFrame) -> DataFrame:
+        """Step 3: the partials of every window of the job's specs that ``rows`` (the screened source, as the
+        query hands it over) fall in, and a pass-through row per invalid record. This is the stage every record
+        runs through."""
+        return self._digester.digest(rows)
+
     def _records(self, out: Output, rows: DataFrame) -> DataFrame:
         if out.name not in self._record_columns:
             self._record_columns[out.name] = record_columns(rows, key=list(out.key))
@@ -231,7 +237,7 @@ class MicroBatches:
             cached.append(rows)
             with report.timed("files"):
                 self.files.write(batch_id, rows.where(self._is_event).select(*self._valid_files))
-        parts = self._digester.digest(rows).persist(StorageLevel.MEMORY_AND_DISK)
+        parts = self.digest(rows).persist(StorageLevel.MEMORY_AND_DISK)
         cached.append(parts)
         late = closed(before.watermark_ms)
         late_counts = [  # per spec, its contributions to windows the watermark in force had closed
