@@ -30,7 +30,7 @@ label=dev.sluice.inputs
 # The pip that downloads the wheels (pinned like the Makefile's), in its own virtualenv in the cache.
 pip_version=25.3
 # What each image installs from pyproject.toml's dependencies (the project wheel itself goes in without them).
-spark_jobs_requirements=(pyspark confluent-kafka pyyaml)
+spark_jobs_requirements=(pyspark confluent-kafka prometheus-client pyyaml)
 operator_requirements=(kopf kubernetes confluent-kafka prometheus-client pyyaml)
 # The images run Debian bookworm's CPython 3.11 with glibc 2.36: any manylinux wheel up to 2_36 fits.
 platform_args=(--implementation cp --python-version 3.11 --abi cp311 --abi abi3 --abi none)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -43,6 +44,7 @@ from spark_jobs.events import (
     screen_events,
 )
 from spark_jobs.options import CommonOptions, Duration
+from spark_jobs.progress import GroupCommitter, JobMetrics, ProgressReporter, attach, default_group
 from spark_jobs.records import record_columns
 from spark_jobs.sinks import EventFiles, print_rows, write_to_kafka
 from spark_jobs.sources import earliest_offsets, read_kafka
@@ -51,6 +53,8 @@ from spark_jobs.windows import PASSTHROUGH, Windows, WindowSpec, closed
 
 #: Where a job keeps its window snapshots, inside its checkpoint directory.
 WINDOWS_DIR = "windows"
+#: The latest micro-batches' reports a handler keeps (for the progress reports and tests; a pod runs for months).
+REPORTS_KEPT = 1000
 
 
 @dataclass(frozen=True)
@@ -98,8 +102,11 @@ class BatchReport:
     """What one micro-batch did (kept for the run's summary and for tests)."""
 
     batch_id: int
-    watermark_ms: int = 0
+    watermark_ms: int = 0  # in force for the batch
+    watermark_after_ms: int | None = None  # after it: every window ending at or before it is written (append)
     dead_letters: int = 0
+    state_windows: int | None = None  # windows open after the batch
+    state_bytes: int | None = None  # bytes of their snapshot
     late: dict[str, int] = field(default_factory=dict)
     #: Seconds of each step of the micro-batch (snapshot, files, digest, late, write, console, save).
     seconds: dict[str, float] = field(default_factory=dict)
@@ -149,7 +156,7 @@ class MicroBatches:
             if plan.event_files
             else None
         )
-        self.reports: list[BatchReport] = []
+        self.reports: deque[BatchReport] = deque(maxlen=REPORTS_KEPT)
         self.windows = Windows(plan.specs)
         self._digester = self.windows.digester(
             is_event=F.col("event_time").isNotNull(),
@@ -179,6 +186,18 @@ class MicroBatches:
             for topic in {out.topic for out in plan.outputs} | {opts.dead_letter_topic}
         }
         self._no_headers = F.lit(None).cast("array<struct<key:string,value:binary>>").alias("headers")
+
+    def facts(self, batch_id: int) -> dict | None:
+        """What the handler knows of batch ``batch_id`` for its progress report (:mod:`spark_jobs.progress`)."""
+        report = next((r for r in reversed(self.reports) if r.batch_id == batch_id), None)
+        if report is None:
+            return None
+        return {
+            "watermark_ms": report.watermark_after_ms,
+            "dead_letters": report.dead_letters,
+            "state_windows": report.state_windows,
+            "state_bytes": report.state_bytes,
+        }
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         report = BatchReport(batch_id)
@@ -282,8 +301,9 @@ class MicroBatches:
                     print_rows(
                         title, view.rows(everything), order_by=list(view.order_by), limit=opts.console_rows
                     )
+        report.watermark_after_ms = after.watermark_ms
         with report.timed("save"):
-            self.store.save(after, merged.where(~done))
+            report.state_windows, report.state_bytes = self.store.save(after, merged.where(~done))
 
 
 def input_limits(opts: CommonOptions) -> InputLimits:
@@ -339,6 +359,7 @@ def start(
             "one can be deleted once nothing needs it."
         )
     handler = MicroBatches(spark, plan, opts, write=write)
+    kafka_source = source is None
     if source is None:
         source = read_kafka(spark, opts, starting_offsets=starting_offsets(spark, opts, plan.job))
     query = (
@@ -350,4 +371,18 @@ def start(
         .start()
     )
     query.handler = handler  # type: ignore[attr-defined]  # its reports, for the runner's summary and tests
+    metrics = JobMetrics(plan.job)
+    metrics.serve(opts.metrics_port)
+    committer = (  # a stream shaped like Kafka's (tests) has no group to report to
+        GroupCommitter(
+            opts.bootstrap_servers, opts.consumer_group or default_group(plan.job), opts.source_topic
+        )
+        if kafka_source
+        else None
+    )
+    reporter = ProgressReporter(
+        query.name, topic=opts.source_topic, committer=committer, metrics=metrics, batch_facts=handler.facts
+    )
+    attach(spark, query.id, reporter)
+    query.reporter = reporter  # type: ignore[attr-defined]  # its metrics, for tests
     return query

@@ -473,6 +473,14 @@ def _check_starting_offsets(flag: str, offsets: str) -> None:
         )
 
 
+def _check_group(flag: str, group: str) -> None:
+    if not group or len(group) > 255 or any(c.isspace() or not c.isprintable() for c in group):
+        raise OptionsError(
+            f"{flag}: {group!r} is not a consumer group name: 1 to 255 printable characters, no spaces, "
+            "e.g. sluice.default.my-pipeline.windowed"
+        )
+
+
 def _key_value(item: str, *, flag: str) -> tuple[str, str]:
     key, sep, value = item.partition("=")
     if not sep or not key.strip().startswith("spark."):
@@ -603,6 +611,16 @@ class CommonOptions:
         "be larger keeps a prefix of its bytes, their size and SHA-256",
         minimum=32_768,
         maximum=104_857_600,
+    )
+
+    consumer_group: str | None = option(
+        None,
+        help="consumer group the job commits its processed offsets to after each micro-batch, for Kafka's lag "
+        "tools (a reporting copy: the checkpoint stays the source of truth); default sluice.<job>",
+        check=_check_group,
+    )
+    metrics_port: int = option(
+        0, help="port of the job's Prometheus metrics (/metrics); 0: none", minimum=0, maximum=65535
     )
 
     def __post_init__(self) -> None:

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs.options import Duration
@@ -123,6 +123,10 @@ class _Files:
     def delete(self, name: str) -> None:
         self._fs.delete(self.path(name), True)
 
+    def size(self, name: str) -> int:
+        """Bytes under ``name`` (a file, or a directory's files)."""
+        return int(self._fs.getContentSummary(self.path(name)).getLength())
+
 
 def checkpoint_entries(spark: SparkSession, directory: str) -> list[str]:
     """The names in a checkpoint directory (empty when it does not exist)."""
@@ -198,14 +202,19 @@ class WindowStore:
         )
         return windows.where(F.col("aggregation").isin([s["name"] for s in self._specs]))
 
-    def save(self, snapshot: Snapshot, open_windows: DataFrame) -> None:
-        """Write ``snapshot`` and its open windows; then drop snapshots older than the last few."""
+    def save(self, snapshot: Snapshot, open_windows: DataFrame) -> tuple[int, int]:
+        """Write ``snapshot`` and its open windows; then drop snapshots older than the last few. The number of
+        open windows and the bytes of their snapshot."""
         name = str(snapshot.batch_id)
         self._files.delete(f"{name}.json")  # a batch run again: its earlier snapshot is invalid from here on
         aside = f".{name}.{uuid.uuid4().hex}.tmp"
-        open_windows.select(*KEY, *BUFFER).coalesce(1).write.parquet(self._files.uri(aside))
+        counted = Observation(f"open_windows_{uuid.uuid4().hex}")  # unique: jobs may share a session
+        rows = open_windows.select(*KEY, *BUFFER).observe(counted, F.count(F.lit(1)).alias("rows"))
+        rows.coalesce(1).write.parquet(self._files.uri(aside))
         self._files.replace(self._files.path(aside), self._files.path(name))
+        size = self._files.size(name)
         self._files.write_text(f"{name}.json", json.dumps(asdict(snapshot)))
         for old in self._batches()[: -SNAPSHOTS_KEPT - 1]:
             self._files.delete(f"{old}.json")
             self._files.delete(str(old))
+        return int(counted.get["rows"]), size

@@ -26,9 +26,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -38,8 +39,10 @@ from confluent_kafka.admin import (
     ConfigSource,
     NewPartitions,
     NewTopic,
+    OffsetSpec,
 )
 
+from sluice_operator import progress
 from sluice_operator.spec import Topics
 
 CREATED = "created"
@@ -631,3 +634,64 @@ def cluster_id(
             raise kafka.failure(exc, "describing the cluster") from exc
         except TimeoutError as exc:
             raise kafka.unavailable("describing the cluster", "no answer") from exc
+
+
+def read_progress(
+    bootstrap: str,
+    topic: str,
+    groups: Sequence[str],
+    *,
+    now: datetime,
+    timeout: float = 15.0,
+    client_config: Mapping[str, str] | None = None,
+) -> dict[str, progress.Reading]:
+    """Where each consumer group of ``groups`` stands in ``topic`` (a job's reporting group, see
+    :mod:`sluice_operator.progress`): the topic's earliest and end offsets, the group's committed offsets and the
+    metadata of its latest commit, as read at ``now``. A group that never committed has no offsets.
+
+    Raises KafkaUnavailable when Kafka cannot be reached or does not answer in time, KafkaAdminError when the
+    topic does not exist or Kafka refuses a request."""
+    with _Kafka(bootstrap, timeout, client_config) as kafka:
+        found = kafka.metadata().topics.get(topic)
+        if found is None or found.error is not None:
+            raise KafkaAdminError(
+                f"reading the progress of {', '.join(groups)}: topic {topic} does not exist"
+            )
+        partitions = sorted(found.partitions)
+        start = _offsets(kafka, topic, partitions, OffsetSpec.earliest(), "earliest")
+        end = _offsets(kafka, topic, partitions, OffsetSpec.latest(), "latest")
+        readings = {}
+        for group in groups:
+            what = f"reading the offsets of consumer group {group}"
+            request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions])
+            try:
+                futures = kafka.admin.list_consumer_group_offsets([request], request_timeout=kafka.left())
+                listed = futures[group].result(timeout=kafka.left()).topic_partitions
+            except KafkaException as exc:
+                raise kafka.failure(exc, what) from exc
+            except TimeoutError as exc:
+                raise kafka.unavailable(what, "no answer") from exc
+            committed = {tp.partition: tp.offset for tp in listed if tp.offset >= 0}
+            commits = [
+                c for c in (progress.read_metadata(tp.metadata) for tp in listed if tp.offset >= 0) if c
+            ]
+            latest = max(commits, key=lambda c: (c.batch_id, c.at), default=None)
+            readings[group] = progress.Reading(
+                at=now, end=end, start=start, committed=committed, commit=latest
+            )
+        return readings
+
+
+def _offsets(
+    kafka: _Kafka, topic: str, partitions: Sequence[int], spec: OffsetSpec, which: str
+) -> dict[int, int]:
+    what = f"listing the {which} offsets of {topic}"
+    try:
+        futures = kafka.admin.list_offsets(
+            {TopicPartition(topic, p): spec for p in partitions}, request_timeout=kafka.left()
+        )
+        return {tp.partition: future.result(timeout=kafka.left()).offset for tp, future in futures.items()}
+    except KafkaException as exc:
+        raise kafka.failure(exc, what) from exc
+    except TimeoutError as exc:
+        raise kafka.unavailable(what, "no answer") from exc

@@ -55,6 +55,8 @@ COMMON = {
     "--max-field-length": 256,
     "--fail-on-data-loss": True,
     "--dead-letter-max-bytes": 1_048_576,
+    "--consumer-group": None,
+    "--metrics-port": 0,
 }
 BASIC = {
     "--window": "10s",
@@ -189,6 +191,7 @@ COMMON_BOUNDS = {
     "--max-record-bytes": (1, 104_857_600, False),
     "--max-field-length": (1, 1_000_000, False),
     "--dead-letter-max-bytes": (32_768, 104_857_600, False),
+    "--metrics-port": (0, 65_535, False),
 }
 BOUNDS = {
     BasicOptions: COMMON_BOUNDS,
@@ -276,6 +279,8 @@ def test_values_on_the_bounds_are_accepted(options, argv, attribute, value):
         (windowed.main, ["--tumbling-window", "0s"], "--tumbling-window: the window must be longer than 0 (got 0s)"),
         (windowed.main, ["--status-window", "0m"], "--status-window: the window must be longer than 0 (got 0s)"),
         (windowed.main, ["--windowed-topic", "a b"], "--windowed-topic: 'a b' is not a valid Kafka topic name"),
+        (windowed.main, ["--consumer-group", "my group"], "--consumer-group: 'my group' is not a consumer group name: 1 to 255 printable characters, no spaces"),
+        (anomaly.main, ["--metrics-port", "65536"], "--metrics-port: 65536 must be at least 0 and at most 65535"),
         (generator.main, ["--devices", "100001"], "--devices: 100001 must be at least 1 and at most 100000"),
         (generator.main, ["--devices", "0"], "--devices: 0 must be at least 1 and at most 100000"),
         (generator.main, ["--rate", "1000001"], "--rate: 1000001.0 is not between 0 and 1000000"),

@@ -103,3 +103,28 @@ def test_the_data_loss_exit_code_is_the_same_on_both_sides() -> None:
     from spark_jobs import runner
 
     assert lifecycle.DATA_LOST_EXIT == runner.DATA_LOST_EXIT == 3
+
+
+def test_the_operator_reads_the_progress_the_jobs_commit() -> None:
+    from datetime import UTC, datetime
+
+    from sluice_operator import progress as operator_side
+
+    from spark_jobs import progress as job_side
+
+    assert operator_side.METADATA_VERSION == job_side.METADATA_VERSION
+    # 1_796_644_800 s after the epoch is 2026-12-07T12:00:00Z (`date -u -d @1796644800`).
+    text = job_side.commit_metadata(
+        batch_id=12, committed_at_ms=1_796_644_800_123, watermark_ms=1_796_644_790_000
+    )
+    assert operator_side.read_metadata(text) == operator_side.Commit(
+        batch_id=12,
+        at=datetime(2026, 12, 7, 12, 0, 0, 123_000, tzinfo=UTC),
+        watermark=datetime(2026, 12, 7, 11, 59, 50, tzinfo=UTC),
+    )
+    assert operator_side.read_metadata(
+        job_side.commit_metadata(batch_id=0, committed_at_ms=0, watermark_ms=None)
+    )
+    assert (
+        len(text.encode()) < 4096
+    )  # Kafka keeps offset metadata up to offset.metadata.max.bytes, 4096 by default
