@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -157,6 +158,8 @@ class MicroBatches:
             else None
         )
         self.reports: deque[BatchReport] = deque(maxlen=REPORTS_KEPT)
+        # The progress reports read them from Spark's listener thread while the next batch runs.
+        self._reports_lock = threading.Lock()
         self.windows = Windows(plan.specs)
         self._digester = self.windows.digester(
             is_event=F.col("event_time").isNotNull(),
@@ -189,7 +192,9 @@ class MicroBatches:
 
     def facts(self, batch_id: int) -> dict | None:
         """What the handler knows of batch ``batch_id`` for its progress report (:mod:`spark_jobs.progress`)."""
-        report = next((r for r in reversed(self.reports) if r.batch_id == batch_id), None)
+        with self._reports_lock:
+            kept = list(self.reports)
+        report = next((r for r in reversed(kept) if r.batch_id == batch_id), None)
         if report is None:
             return None
         return {
@@ -203,7 +208,8 @@ class MicroBatches:
         report = BatchReport(batch_id)
         with report.timed("total"):
             self._handle(batch, batch_id, report)
-        self.reports.append(report)
+        with self._reports_lock:
+            self.reports.append(report)
 
     def _handle(self, batch: DataFrame, batch_id: int, report: BatchReport) -> None:
         with report.timed("snapshot"):
