@@ -1,5 +1,5 @@
-"""What a running job reports of itself, after each micro-batch Spark has committed (a
-:class:`~pyspark.sql.streaming.StreamingQueryListener`, :class:`ProgressReporter`):
+"""What a running job reports of itself, after each micro-batch Spark has committed (:class:`ProgressReporter`,
+handed each batch's progress by the session's one :class:`~pyspark.sql.streaming.StreamingQueryListener`):
 
 * the offsets it has processed, committed to the job's consumer group (``--consumer-group``), so that Kafka's own
   lag tools (``kafka-consumer-groups.sh --describe``, Burrow, kminion) and the operator see how far it trails its
@@ -173,7 +173,8 @@ class ProgressReporter:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.name, self.topic = name, topic
-        self._committer, self._metrics, self._facts, self._clock = committer, metrics, batch_facts, clock
+        self._committer, self._facts, self._clock = committer, batch_facts, clock
+        self.metrics = metrics
 
     def on_progress(self, progress) -> None:
         try:
@@ -206,7 +207,7 @@ class ProgressReporter:
             try:
                 self._committer.commit(processed, metadata)
             except Exception as exc:
-                self._metrics.commit_errors.labels(self._metrics.component).inc()
+                self.metrics.commit_errors.labels(self.metrics.component).inc()
                 print(
                     f"{self.name}: committing batch {progress.batchId}'s offsets to group "
                     f"{self._committer.group} failed (the next batch commits again): {exc}",
@@ -215,7 +216,7 @@ class ProgressReporter:
                 )
 
     def _update_metrics(self, progress, processed, latest, facts, now) -> None:
-        m = self._metrics
+        m = self.metrics
         c = m.component
         m.batches.labels(c).inc()
         m.input_rows.labels(c).inc(progress.numInputRows)

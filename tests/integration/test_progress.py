@@ -148,7 +148,7 @@ def test_a_drained_job_shows_lag_0_to_kafkas_tool_and_counts_every_record(
     ]
     assert (never.committed, never.commit, never.lag) == ({}, None, produced)
 
-    registry = query.reporter._metrics.registry
+    registry = query.reporter.metrics.registry
     assert sample(registry, "sluice_job_input_rows_total") == produced
     assert sample(registry, "sluice_job_dead_letters_total") == invalid
     assert sample(registry, "sluice_job_batches_total") == len(batches)
