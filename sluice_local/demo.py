@@ -51,7 +51,7 @@ class DemoError(RuntimeError):
 def pipeline_spec(args: argparse.Namespace, bootstrap: str) -> PipelineSpec:
     """The pipeline the demo runs: the defaults a user gets from a minimal ``StreamingPipeline`` (the lab's topics,
     windows and thresholds, Spark local mode on the driver's 2 cores), on the demo's broker, with the generator's
-    settings and the jobs' trigger from the demo's flags."""
+    settings and the jobs' trigger from the demo's flags, and no metrics port."""
     generator = {
         "devices": args.devices,
         "rate": args.rate,
@@ -60,7 +60,12 @@ def pipeline_spec(args: argparse.Namespace, bootstrap: str) -> PipelineSpec:
     }
     if args.seed is not None:
         generator["seed"] = args.seed
-    raw: dict = {"kafka": {"bootstrapServers": bootstrap}, "generator": generator}
+    # The three jobs share this machine: a pod's metrics port would be taken three times, so none is served.
+    raw: dict = {
+        "kafka": {"bootstrapServers": bootstrap},
+        "generator": generator,
+        "monitoring": {"metricsPort": 0},
+    }
     for job in components.JOBS:
         *parents, last = [camel(part) for part in job.settings_path.split(".")]
         section = raw

@@ -10,6 +10,7 @@ pipeline stay byte-identical (their config hash) across operator upgrades:
     group "query"                                                      (trigger, output mode)
     --master, --shuffle-partitions                                     (Spark components)
     group "source", --dead-letter-max-bytes                            (what a micro-batch reads and accepts)
+    --consumer-group                                                   (where a job reports its progress)
     --spark-conf KEY=VALUE...                                          (Spark components)
     group "settings"                                                   (the component's own: windows, rates...)
     its output topics, --output-dir, group "output"                    (where and how its results go)
@@ -86,10 +87,16 @@ def spark_conf(spec: PipelineSpec) -> list[tuple[str, str]]:
 
 
 def arguments(
-    *, spec: PipelineSpec, component: Component, generation: int = 0, root: str = STATE_MOUNT
+    *,
+    spec: PipelineSpec,
+    component: Component,
+    generation: int = 0,
+    root: str = STATE_MOUNT,
+    consumer_group: str | None = None,
 ) -> list[str]:
     """The flags of ``python -m <component.module>`` for this spec; ``root`` is the pipeline's state directory
-    (:func:`sluice_operator.checkpoints.state_root`) and ``generation`` the job's checkpoint generation."""
+    (:func:`sluice_operator.checkpoints.state_root`), ``generation`` the job's checkpoint generation and
+    ``consumer_group`` the group a job reports its progress to (None: the job's own default)."""
     settings = component.parts(spec)
     args = ["--bootstrap-servers", spec.kafka.bootstrap_servers, *_topic_flags(spec, component.topics)]
     if component.stateful:
@@ -104,6 +111,8 @@ def arguments(
     args += _field_flags(settings, "source")
     if any(topic.role == "dead_letter" for topic in component.topics):
         args += ["--dead-letter-max-bytes", str(dead_letter_max_bytes(spec))]
+    if consumer_group is not None and component.stateful:
+        args += ["--consumer-group", consumer_group]
     if component.spark:
         for key, value in spark_conf(spec):
             args += ["--spark-conf", f"{key}={value}"]

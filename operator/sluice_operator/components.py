@@ -69,8 +69,8 @@ class Component:
 
 #: What every job reads (the events) and writes besides its results (the records it cannot parse).
 _JOB_TOPICS = (TopicFlag("source", "--source-topic"), TopicFlag("dead_letter", "--dead-letter-topic"))
-#: What every job takes besides its own settings: the bounds of a valid event.
-_JOB_SHARED = ("input",)
+#: What every job takes besides its own settings: the bounds of a valid event, the port of its metrics.
+_JOB_SHARED = ("input", "monitoring")
 
 COMPONENTS: tuple[Component, ...] = (
     Component(

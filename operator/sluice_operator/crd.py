@@ -39,6 +39,12 @@ PRINTER_COLUMNS = [
         "description": "The Ready condition.",
     },
     {
+        "name": "Lag",
+        "type": "integer",
+        "jsonPath": ".status.lagRecords",
+        "description": "Records of the source topic the jobs have not processed yet, all jobs together.",
+    },
+    {
         "name": "Suspended",
         "type": "boolean",
         "jsonPath": ".spec.suspend",
@@ -139,11 +145,50 @@ def class_schema(cls: type) -> dict:
     return schema
 
 
+def _progress_schema() -> dict:
+    """``status.components.<job>.progress`` (:class:`sluice_operator.progress.Progress`)."""
+    return {
+        "type": "object",
+        "description": (
+            "How far the job trails its source topic, read from its consumer group "
+            "(sluice.<namespace>.<pipeline>.<job>) each pass."
+        ),
+        "properties": {
+            "lagRecords": {
+                "type": "integer",
+                "format": "int64",
+                "description": "Records of the source topic the job has not processed yet.",
+            },
+            "inputRate": {
+                "type": "number",
+                "description": "Records per second written to the source topic, between two passes.",
+            },
+            "processedRate": {
+                "type": "number",
+                "description": "Records per second the job processed, between two passes.",
+            },
+            "lastProgressTime": {
+                "type": "string",
+                "format": "date-time",
+                "description": "When the job last committed a micro-batch.",
+            },
+            "freshnessSeconds": {
+                "type": "number",
+                "description": (
+                    "How far the job's watermark trails the present: the age of its newest complete window."
+                ),
+            },
+        },
+    }
+
+
 def status_schema() -> dict:
     """The status the operator reports (documented; unknown fields kept so kopf's own bookkeeping fits)."""
     condition = {
         "type": "object",
-        "description": "A condition: TopicsReady, CheckpointsReady, JobsRunning, Ready or Invalid.",
+        "description": (
+            "A condition: TopicsReady, CheckpointsReady, JobsRunning, Progressing, Stalled, Lagging, Ready or Invalid."
+        ),
         "properties": {
             "type": {"type": "string", "description": "Condition type."},
             "status": {
@@ -203,6 +248,7 @@ def status_schema() -> dict:
             "configHash": {"type": "string", "description": "Hash of the pod the operator last created."},
             "gaveUp": {"type": "boolean", "description": "The restart limit was reached."},
             "message": {"type": "string", "description": "Why the component is in this state."},
+            "progress": _progress_schema(),
         },
     }
     return {
@@ -222,6 +268,11 @@ def status_schema() -> dict:
             "jobsReady": {
                 "type": "string",
                 "description": "Running components / enabled components, e.g. 4/4.",
+            },
+            "lagRecords": {
+                "type": "integer",
+                "format": "int64",
+                "description": "Records of the source topic the jobs have not processed yet, all jobs together.",
             },
             "components": {
                 "type": "object",

@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 
 import kopf
 
-from sluice_operator import cluster, kafka_admin, manifests, metrics, ownership, planner
+from sluice_operator import cluster, kafka_admin, manifests, metrics, ownership, planner, progress
+from sluice_operator import components as registry
 from sluice_operator.settings import Settings, from_env
 from sluice_operator.spec import GROUP, PLURAL, VERSION, PipelineSpec, SpecError, parse_spec
 from sluice_operator.status import ComponentStatus
@@ -32,11 +33,13 @@ class PipelineMemory:
     topic refusals were already reported, and a restart count or a backoff deadline read from it could go back.
     ``reported`` and ``components`` are read and written under ``lock``: the timer and the change handlers of one
     pipeline run in threads, possibly at once. After an operator restart the memo is empty and the status seeds
-    the components."""
+    the components (and the jobs' rates start again from the next reading)."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     reported: frozenset[str] = frozenset()
     components: Mapping[str, ComponentStatus] = field(default_factory=dict)
+    #: Each job's reading its next rates are measured from (:attr:`planner.Plan.readings`).
+    readings: Mapping[str, progress.Reading] = field(default_factory=dict)
 
 
 def pipeline_memory(memo: kopf.Memo) -> PipelineMemory:
@@ -119,13 +122,42 @@ def _observe(spec: PipelineSpec, *, name: str, namespace: str, owner: ownership.
         return planner.Observed(kafka_unavailable=str(exc), pods=cluster.pipeline_pods(namespace, name))
     except kafka_admin.KafkaAdminError as exc:
         topics, topic_error = [], str(exc)
+    readings, progress_error = {}, None
+    if topic_error is None and not taken:
+        readings, progress_error = _read_progress(spec, name=name, namespace=namespace)
     return planner.Observed(
         topics=topics,
         topic_error=topic_error,
         topics_taken={topic: o.pipeline for topic, o in taken.items()},
         claim=cluster.read_pvc(namespace, manifests.claim_name(pipeline=name, spec=spec)),
         pods=cluster.pipeline_pods(namespace, name),
+        readings=readings,
+        progress_error=progress_error,
     )
+
+
+def _read_progress(
+    spec: PipelineSpec, *, name: str, namespace: str
+) -> tuple[dict[str, progress.Reading], str | None]:
+    """Where each enabled job stands in the source topic (its consumer group), or why that could not be read."""
+    groups = {
+        progress.consumer_group(namespace=namespace, pipeline=name, job=job.name): job.name
+        for job in registry.enabled(spec)
+        if job in registry.JOBS
+    }
+    if not groups:
+        return {}, None
+    try:
+        read = kafka_admin.read_progress(
+            spec.kafka.bootstrap_servers,
+            spec.kafka.topics.source.name,
+            list(groups),
+            now=_now(),
+            timeout=SETTINGS.kafka_timeout,
+        )
+    except (kafka_admin.KafkaUnavailable, kafka_admin.KafkaAdminError) as exc:
+        return {}, str(exc)
+    return {groups[group]: reading for group, reading in read.items()}, None
 
 
 def _post(body, event: planner.Event) -> None:
@@ -145,6 +177,7 @@ def _act(plan: planner.Plan, *, body, name: str, namespace: str, patch, memory: 
     for event in plan.events:
         _post(body, event)
     memory.reported = plan.reported
+    memory.readings = plan.readings
     waiting = {a.component for a in plan.actions}
     remembered = {**memory.components, **{c: e for c, e in plan.components.items() if c not in waiting}}
     memory.components = remembered
@@ -195,6 +228,7 @@ def reconcile(
         reported=memory.reported,
         now=_now(),
         kafka_retry_base=SETTINGS.kafka_retry_delay,
+        before=memory.readings,
     )
     _act(plan, body=body, name=name, namespace=namespace, patch=patch, memory=memory)
 

@@ -13,7 +13,9 @@ Restarts follow ``spec.restartPolicy``: a failed pod (or, with ``Always``, one t
 operator gives up and says so. A job that stopped because records it had not read are gone from Kafka is not
 restarted (it would stop again): the pod stays, with reason ``SourceDataLost``. Restarts count within a window: a pod that ran at least ``windowSeconds`` before it
 ended starts a fresh count (and backoff), so incidents months apart never add up to the limit. A spec change that
-alters a pod resets the count.
+alters a pod resets the count. A running job that is stalled (its source has records waiting and it committed no
+micro-batch for ``spec.slo.stallSeconds``) is replaced at once, a restart counted like a failed pod's, with reason
+``Stalled``; restart policy Never leaves it.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class ObservedPod:
     ran_seconds: float | None = None  # how long its container ran before it ended (None: unknown, or running)
     exit_code: int | None = None  # its container's, once it ended
     termination_message: str | None = None  # what the container left in its termination log
+    running_since: datetime | None = None  # when its container started running (None: it is not running)
 
 
 @dataclass(frozen=True)
@@ -89,8 +92,10 @@ def decide(
     record: ComponentRecord,
     policy: RestartPolicy,
     now: datetime,
+    stalled: str | None = None,
 ) -> Decision:
-    """Decide what to do with one component's pod (see the module docstring for the rules)."""
+    """Decide what to do with one component's pod (see the module docstring for the rules); ``stalled`` says why a
+    running job is stalled (:func:`sluice_operator.progress.judge`), None when it is not."""
     if not wanted or suspended:
         phase, reason = ("Suspended", "Suspended") if suspended else ("Disabled", "Disabled")
         if pod is not None and not pod.terminating:
@@ -116,6 +121,9 @@ def decide(
             return Decision(WAIT, record, "BackOff", "BackOff", f"{component}: restarting in {wait:.0f} s")
         created = replace(record, next_restart=None, config_hash=desired_hash)
         return Decision(CREATE, created, "Pending", "Created", f"{component}: creating its pod")
+
+    if pod.phase == "Running" and stalled is not None and policy.type != "Never":
+        return _stalled(component, pod=pod, record=record, policy=policy, now=now, why=stalled)
 
     ended = pod.phase == "Failed" or (pod.phase == "Succeeded" and policy.type == "Always")
     if not ended or policy.type == "Never" or (pod.phase == "Succeeded" and policy.type == "OnFailure"):
@@ -176,4 +184,37 @@ def decide(
         "Restarting",
         "Restarting",
         f"{component}: replacing its {pod.phase.lower()} pod (restart {restarted.restarts})",
+    )
+
+
+def _stalled(
+    component: str,
+    *,
+    pod: ObservedPod,
+    record: ComponentRecord,
+    policy: RestartPolicy,
+    now: datetime,
+    why: str,
+) -> Decision:
+    """A running job that has stopped making progress: replaced at once (``stallSeconds`` was its wait), counted as
+    a restart within the same window and limit as a failed pod's."""
+    ran = None if pod.running_since is None else (now - pod.running_since).total_seconds()
+    if not record.gave_up and record.restarts and ran is not None and ran >= policy.window_seconds:
+        record = replace(record, restarts=0)
+    if record.gave_up or (policy.max_attempts and record.restarts >= policy.max_attempts):
+        return Decision(
+            KEEP,
+            replace(record, gave_up=True, next_restart=None),
+            "GaveUp",
+            "RestartLimitReached",
+            f"{component}: stalled ({why}) after {record.restarts} restarts; not restarting again "
+            f"(restartPolicy.maxAttempts is {policy.max_attempts})",
+        )
+    restarted = replace(record, restarts=record.restarts + 1, next_restart=None)
+    return Decision(
+        DELETE,
+        restarted,
+        "Restarting",
+        "Stalled",
+        f"{component}: stalled ({why}); replacing its pod (restart {restarted.restarts})",
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sluice_operator import commands
+from sluice_operator import commands, progress
 from sluice_operator.checkpoints import STATE_MOUNT, checkpoint_root, short_hash, state_root
 from sluice_operator.components import Component
 from sluice_operator.spec import GROUP, PipelineSpec
@@ -95,6 +95,14 @@ def _resources(spec: PipelineSpec, component: Component) -> dict:
     return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}}
 
 
+def _ports(spec: PipelineSpec, component: Component) -> dict:
+    """A job's metrics port, declared (named ``metrics``) for a PodMonitor to find; none when it serves none."""
+    port = spec.monitoring.metrics_port
+    if not port or "monitoring" not in component.shared_paths:
+        return {}
+    return {"ports": [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]}
+
+
 def _pod(*, pipeline: str, namespace: str, component: Component, spec: PipelineSpec, args: list[str]) -> dict:
     volumes: list[dict] = [{"name": "tmp", "emptyDir": {}}]
     mounts: list[dict] = [{"name": "tmp", "mountPath": TMP_MOUNT}]
@@ -146,6 +154,7 @@ def _pod(*, pipeline: str, namespace: str, component: Component, spec: PipelineS
                     # SIGTERM to the program and reaps orphans.
                     "args": [*commands.command(component), *args],
                     "env": env,
+                    **_ports(spec, component),
                     "resources": _resources(spec, component),
                     "volumeMounts": mounts,
                     "securityContext": {
@@ -170,7 +179,15 @@ def pod_plan(
         namespace=namespace,
         component=component,
         spec=spec,
-        args=commands.arguments(spec=spec, component=component, generation=generation, root=root),
+        args=commands.arguments(
+            spec=spec,
+            component=component,
+            generation=generation,
+            root=root,
+            consumer_group=progress.consumer_group(
+                namespace=namespace, pipeline=pipeline, job=component.name
+            ),
+        ),
     )
     checkpoint = (
         checkpoint_root(root=root, job=component.name, generation=generation) if component.stateful else None

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from sluice_operator import checkpoints, lifecycle, manifests, ownership
+from sluice_operator import checkpoints, lifecycle, manifests, ownership, progress
 from sluice_operator import components as registry
 from sluice_operator import status as st
 from sluice_operator.spec import PipelineSpec, SpecError, parse_spec, semantic_problems
@@ -67,6 +67,10 @@ class Observed:
     topics_taken: Mapping[str, str] = field(default_factory=dict)  # topic -> the pipeline that owns it
     claim: Mapping | None = None  # the checkpoint claim as read; None: there is none
     pods: Mapping[str, Mapping] = field(default_factory=dict)  # the pipeline's pods by component
+    readings: Mapping[str, progress.Reading] = field(
+        default_factory=dict
+    )  # each job's position in its source
+    progress_error: str | None = None  # why the jobs' positions could not be read
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,7 @@ class Plan:
     components: Mapping[str, st.ComponentStatus] = field(default_factory=dict)  # for the next pass (*)
     reported: frozenset[str] = frozenset()  # standing topic refusals already told
     retry: Retry | None = None
+    readings: Mapping[str, progress.Reading] = field(default_factory=dict)  # to compute the next pass's rates
 
 
 def read_spec(data: Mapping | None) -> tuple[PipelineSpec | None, list[str]]:
@@ -134,13 +139,15 @@ def decide(
     reported: frozenset[str],
     now: datetime,
     kafka_retry_base: float,
+    before: Mapping[str, progress.Reading] | None = None,
 ) -> Plan:
     """The plan of one pass over pipeline ``namespace/name`` (see the module docstring for the steps).
 
     ``spec`` and ``problems`` come from :func:`read_spec`; ``observed`` is None when the spec is invalid (nothing
     is looked at then). ``status`` is the status in hand, which may be one patch behind: ``remembered`` (the
     components as the last pass left them) and ``reported`` take precedence over it. ``kafka_retry_base`` is the
-    first retry delay when Kafka is unreachable."""
+    first retry delay when Kafka is unreachable; ``before`` the jobs' readings the last pass kept
+    (:attr:`Plan.readings`), for their rates."""
     previous_conditions = status.get("conditions")
     if problems or spec is None:
         message = "; ".join(problems)
@@ -173,6 +180,7 @@ def decide(
         remembered=remembered,
         now=now,
         conditions=[valid],
+        before=before or {},
     )
     if observed.kafka_unavailable is not None:
         failures = int(status.get("kafkaFailures") or 0)
@@ -231,6 +239,7 @@ def decide(
         status=status,
         remembered=remembered,
         now=now,
+        before=before or {},
     )
     actions += pod_actions
     events += notices
@@ -240,12 +249,15 @@ def decide(
         suspended=spec.suspend,
         components=components,
         enabled=enabled,
+        jobs=registry.names(registry.JOBS),
         conditions=passed,
         generation=generation,
+        progress_unknown=observed.progress_error,
     )
     out.update(
         phase=summary.phase,
         jobsReady=summary.jobs_ready,
+        lagRecords=summary.lag_records,
         components={c: entry.to_status() for c, entry in components.items()},
         conditions=st.merge_conditions(previous_conditions, [*passed, *summary.conditions], now=now),
     )
@@ -255,6 +267,10 @@ def decide(
         events=tuple(events),
         components=components,
         reported=reported,
+        readings={
+            job: progress.rate_base((before or {}).get(job), reading)
+            for job, reading in observed.readings.items()
+        },
     )
 
 
@@ -277,6 +293,7 @@ def _blocked(
     retry: Retry | None = None,
     stop_pods: bool = False,
     more: Mapping | None = None,
+    before: Mapping[str, progress.Reading],
 ) -> Plan:
     """A pass that cannot run the pipeline (the topics are not there to use): TopicsReady and Ready false with
     ``reason``, and only pods removed — those of a suspended pipeline or a disabled component, which needs no topic,
@@ -318,6 +335,7 @@ def _blocked(
         components=components,
         reported=reported,
         retry=retry,
+        readings=before,
     )
 
 
@@ -332,9 +350,11 @@ def _pods(
     status: Mapping,
     remembered: Mapping[str, st.ComponentStatus],
     now: datetime,
+    before: Mapping[str, progress.Reading] | None = None,
 ) -> tuple[dict[str, st.ComponentStatus], list[Action], list[Event]]:
     """What :func:`_component` decides for each of ``declared`` (those in ``wanted`` are to run), from the entry
-    the last pass left (else the status): the entries, the actions on their pods, the Events that are no action's."""
+    the last pass left (else the status): the entries, the actions on their pods, the Events that are no action's.
+    A job's progress is judged from this pass's reading of it (if any) and ``before``, the one kept for its rates."""
     old = status.get("components") or {}
     entries: dict[str, st.ComponentStatus] = {}
     actions: list[Action] = []
@@ -350,6 +370,8 @@ def _pods(
             previous=remembered.get(component.name)
             or st.ComponentStatus.from_status(old.get(component.name)),
             now=now,
+            reading=observed.readings.get(component.name),
+            before=(before or {}).get(component.name),
         )
         entries[component.name] = entry
         actions += [action] if action else []
@@ -445,13 +467,19 @@ def _observed_pod(pod: Mapping | None) -> lifecycle.ObservedPod | None:
         ran_seconds=_ran_seconds(pod),
         exit_code=_terminated(pod).get("exitCode"),
         termination_message=_terminated(pod).get("message"),
+        running_since=st.parse_timestamp((_state(pod).get("running") or {}).get("startedAt")),
     )
+
+
+def _state(pod: Mapping) -> Mapping:
+    """The state of the pod's first container (empty before it has one)."""
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    return (statuses[0].get("state") or {}) if statuses else {}
 
 
 def _terminated(pod: Mapping) -> Mapping:
     """The terminated state of the pod's first container (empty while it has not ended)."""
-    statuses = (pod.get("status") or {}).get("containerStatuses") or []
-    return ((statuses[0].get("state") or {}).get("terminated") or {}) if statuses else {}
+    return _state(pod).get("terminated") or {}
 
 
 def _ran_seconds(pod: Mapping) -> float | None:
@@ -476,8 +504,13 @@ def _component(
     pod: Mapping | None,
     previous: st.ComponentStatus,
     now: datetime,
+    reading: progress.Reading | None = None,
+    before: progress.Reading | None = None,
 ) -> tuple[st.ComponentStatus, Action | None, list[Event]]:
-    """One component's entry after this pass, the action on its pod, and the Events that are not an action's."""
+    """One component's entry after this pass, the action on its pod, and the Events that are not an action's.
+
+    A job read this pass (``reading``; ``before``: the reading its rates are measured from) gets its progress and a
+    verdict against ``spec.slo``; a running job that is stalled is restarted (:func:`lifecycle.decide`)."""
     component = declared.name
     record = previous.record
     notices: list[Event] = []
@@ -498,15 +531,30 @@ def _component(
     plan = manifests.pod_plan(
         pipeline=name, namespace=namespace, spec=spec, component=declared, generation=record.generation
     )
+    observed_pod = _observed_pod(pod)
+    found = progress.progress(reading, before) if reading is not None and wanted else None
+    verdict = None
+    if found is not None and not spec.suspend:  # a suspended pipeline's backlog is reported, not judged
+        verdict = progress.judge(
+            found,
+            slo=progress.Slo(
+                stall_seconds=spec.slo.stall_seconds,
+                max_lag_records=spec.slo.max_lag_records,
+                max_freshness_seconds=spec.slo.max_freshness_seconds,
+            ),
+            running_since=None if observed_pod is None else observed_pod.running_since,
+            now=now,
+        )
     decision = lifecycle.decide(
         component=component,
         wanted=wanted,
         suspended=spec.suspend,
         desired_hash=plan.config_hash,
-        pod=_observed_pod(pod),
+        pod=observed_pod,
         record=record,
         policy=spec.restart_policy,
         now=now,
+        stalled=verdict.why if verdict is not None and verdict.stalled else None,
     )
     pod_name = plan.manifest["metadata"]["name"]
     action = None
@@ -524,7 +572,7 @@ def _component(
         action = Action(
             DELETE_POD,
             pod["metadata"]["name"],
-            Event(NORMAL, decision.reason, decision.message),
+            Event(WARNING if decision.reason == "Stalled" else NORMAL, decision.reason, decision.message),
             component=component,
         )
     elif decision.reason in {"RestartLimitReached", "SourceDataLost"} and not record.gave_up:
@@ -538,5 +586,7 @@ def _component(
         message=decision.message,
         last_start=last_start,
         checkpoint_path=plan.checkpoint_path,
+        progress=found,
+        verdict=verdict,
     )
     return entry, action, notices

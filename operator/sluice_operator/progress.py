@@ -23,6 +23,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+
+def consumer_group(*, namespace: str, pipeline: str, job: str) -> str:
+    """The consumer group a job of a pipeline commits its processed offsets to: ``sluice.<namespace>.<pipeline>.<job>``.
+    One per job of each pipeline: a namespace (a DNS label) and a job name hold no dot, so whatever lies between them
+    is the pipeline's name, even one with dots."""
+    return f"sluice.{namespace}.{pipeline}.{job}"
+
+
 #: The version of the commit metadata the operator reads: ``{"v": 1, "batch": <id>, "at": <epoch ms>, "watermark":
 #: <epoch ms or null>}``, as the jobs write it (``spark_jobs.progress``; a unit test holds the two together).
 METADATA_VERSION = 1
@@ -119,10 +127,24 @@ def _rate(now: int, before: int, seconds: float) -> float | None:
     return (now - before) / seconds if now >= before else None
 
 
+#: The shortest interval a rate is measured over: passes can follow each other within milliseconds (a change and the
+#: timer), and a rate over so short a time says little.
+RATE_INTERVAL_SECONDS = 5.0
+
+
+def rate_base(before: Reading | None, now: Reading) -> Reading:
+    """The reading the next pass measures rates from: ``before`` until it is :data:`RATE_INTERVAL_SECONDS` old, then
+    ``now``."""
+    if before is not None and 0 <= (now.at - before.at).total_seconds() < RATE_INTERVAL_SECONDS:
+        return before
+    return now
+
+
 def progress(now: Reading, before: Reading | None = None) -> Progress:
-    """The job's progress at ``now``; the rates need the previous pass's reading ``before``."""
+    """The job's progress at ``now``; the rates need an earlier reading ``before``, at least
+    :data:`RATE_INTERVAL_SECONDS` older (:func:`rate_base`)."""
     seconds = None if before is None else (now.at - before.at).total_seconds()
-    timed = before is not None and seconds is not None and seconds > 0
+    timed = before is not None and seconds is not None and seconds >= RATE_INTERVAL_SECONDS
     commit = now.commit
     return Progress(
         lag_records=now.lag,
@@ -150,12 +172,17 @@ class Slo:
 class Verdict:
     """One job's standing: ``progressing`` (nothing waits, or it commits within ``stallSeconds``), ``stalled`` (its
     pod runs, input waits, and it has committed nothing for ``stallSeconds``: restart it), ``lagging`` (beyond the
-    SLO's bounds), each with the words that explain it."""
+    SLO's bounds); ``why`` says how it progresses and ``over`` which bounds it is beyond."""
 
     progressing: bool
     stalled: bool
     lagging: bool
-    message: str
+    why: str
+    over: tuple[str, ...] = ()
+
+    @property
+    def message(self) -> str:
+        return "; ".join([self.why, *self.over])
 
 
 def judge(progress_: Progress, *, slo: Slo, running_since: datetime | None, now: datetime) -> Verdict:
@@ -181,10 +208,8 @@ def judge(progress_: Progress, *, slo: Slo, running_since: datetime | None, now:
         progressing, why = True, f"{progress_.lag_records} records behind"
     over = []
     if slo.max_lag_records is not None and progress_.lag_records > slo.max_lag_records:
-        over.append(f"{progress_.lag_records} records behind (maxLagRecords: {slo.max_lag_records})")
+        over.append(f"more than maxLagRecords ({slo.max_lag_records})")
     fresh = progress_.freshness_seconds
     if slo.max_freshness_seconds is not None and fresh is not None and fresh > slo.max_freshness_seconds:
-        over.append(f"outputs {fresh:.0f} s old (maxFreshnessSeconds: {slo.max_freshness_seconds})")
-    return Verdict(
-        progressing=progressing, stalled=stalled, lagging=bool(over), message="; ".join([why, *over])
-    )
+        over.append(f"outputs {fresh:.0f} s old, more than maxFreshnessSeconds ({slo.max_freshness_seconds})")
+    return Verdict(progressing=progressing, stalled=stalled, lagging=bool(over), why=why, over=tuple(over))

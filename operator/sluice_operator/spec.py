@@ -608,6 +608,54 @@ class RestartPolicy:
 
 
 @dataclass(frozen=True)
+class SloSpec:
+    """What the pipeline promises, per job: the operator's Progressing, Lagging and Stalled conditions, and Ready, are
+    judged against it (lag is read from the job's consumer group, see ``status.components.<job>.progress``)."""
+
+    stall_seconds: int = spec_field(
+        300,
+        description=(
+            "A job whose source has records waiting and that has committed no micro-batch for this long (counted "
+            "from its pod's start when that is later) is Stalled, and the operator restarts it (a counted restart, "
+            "Event reason Stalled)."
+        ),
+        minimum=30,
+        maximum=86400,
+    )
+    max_lag_records: int | None = spec_field(
+        None,
+        description=(
+            "A job with more records of its source topic waiting than this is Lagging, and the pipeline not Ready. "
+            "Unset: no bound."
+        ),
+        minimum=0,
+    )
+    max_freshness_seconds: int | None = spec_field(
+        None,
+        description=(
+            "A job whose watermark trails the present by more than this (its newest complete window is older) is "
+            "Lagging, and the pipeline not Ready. Unset: no bound."
+        ),
+        minimum=1,
+    )
+
+
+@dataclass(frozen=True)
+class MonitoringSpec:
+    """How the jobs expose their metrics."""
+
+    metrics_port: int = spec_field(
+        9400,
+        description=(
+            "Port each job pod serves Prometheus metrics on (/metrics; container port named metrics); 0 serves none."
+        ),
+        minimum=0,
+        maximum=65535,
+        flag="--metrics-port",
+    )
+
+
+@dataclass(frozen=True)
 class PipelineSpec:
     """A Kafka -> Spark Structured Streaming pipeline: topics, checkpoint storage, the generator and three jobs."""
 
@@ -624,6 +672,13 @@ class PipelineSpec:
     )
     restart_policy: RestartPolicy = spec_field(
         default_factory=RestartPolicy, description="Restart policy of the pods."
+    )
+    slo: SloSpec = spec_field(
+        default_factory=SloSpec,
+        description="When a job counts as stalled or lagging (conditions Stalled, Lagging; Ready needs neither).",
+    )
+    monitoring: MonitoringSpec = spec_field(
+        default_factory=MonitoringSpec, description="The jobs' Prometheus metrics."
     )
     suspend: bool = spec_field(
         False,

@@ -13,12 +13,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sluice_operator.lifecycle import ComponentRecord
+from sluice_operator.progress import Progress, Verdict
 
 TOPICS_READY = "TopicsReady"
 CHECKPOINTS_READY = "CheckpointsReady"
 JOBS_RUNNING = "JobsRunning"
+PROGRESSING = "Progressing"
+STALLED = "Stalled"
+LAGGING = "Lagging"
 READY = "Ready"
 INVALID = "Invalid"
+#: The conditions' order in the status, and the order Ready looks for the first that is not as it should be.
+ORDER = (TOPICS_READY, CHECKPOINTS_READY, JOBS_RUNNING, PROGRESSING, STALLED, LAGGING, READY, INVALID)
+#: The conditions that are good when True (the others of Ready's are good when not True).
+_WANTED_TRUE = (TOPICS_READY, CHECKPOINTS_READY, JOBS_RUNNING)
+_WANTED_NOT_TRUE = (STALLED, LAGGING)
 
 
 def condition(kind: str, ok: bool | None, reason: str, message: str, *, generation: int) -> dict:
@@ -46,8 +55,7 @@ def merge_conditions(previous: list[dict] | None, new: list[dict], *, now: datet
             **c,
             "lastTransitionTime": stamp if changed else before.get("lastTransitionTime", stamp),
         }
-    order = [TOPICS_READY, CHECKPOINTS_READY, JOBS_RUNNING, READY, INVALID]
-    return sorted(merged.values(), key=lambda c: order.index(c["type"]) if c["type"] in order else len(order))
+    return sorted(merged.values(), key=lambda c: ORDER.index(c["type"]) if c["type"] in ORDER else len(ORDER))
 
 
 def jobs_ready(phases: dict[str, str], enabled: list[str]) -> str:
@@ -81,11 +89,16 @@ class ComponentStatus:
     message: str | None = None
     last_start: datetime | None = None
     checkpoint_path: str | None = None
+    #: A job's progress as this pass read it from Kafka (None: not read, or not a job).
+    progress: Progress | None = None
+    #: What that progress means against the SLO (not written: it makes the conditions).
+    verdict: Verdict | None = None
 
     def to_status(self) -> dict:
         """The entry as written; every key is present, and ``None`` (null in the merge patch) removes the old value."""
         r = self.record
         return {
+            "progress": None if self.progress is None else self.progress.to_status(),
             "restarts": r.restarts,
             "nextRestart": _timestamp(r.next_restart),
             "gaveUp": r.gave_up,
@@ -132,11 +145,13 @@ def parse_timestamp(text: str | None) -> datetime | None:
 
 @dataclass(frozen=True)
 class Summary:
-    """The pipeline as a whole: its phase, ``jobsReady``, and the JobsRunning and Ready conditions."""
+    """The pipeline as a whole: its phase, ``jobsReady``, the total lag, and the JobsRunning, Progressing, Stalled,
+    Lagging and Ready conditions."""
 
     phase: str
     jobs_ready: str
     conditions: tuple[dict, ...]
+    lag_records: int | None = None
 
 
 def summarize(
@@ -144,13 +159,19 @@ def summarize(
     suspended: bool,
     components: Mapping[str, ComponentStatus],
     enabled: Sequence[str],
+    jobs: Sequence[str] = (),
     conditions: Sequence[dict],
     generation: int,
+    progress_unknown: str | None = None,
 ) -> Summary:
-    """Sum up a pass: ``components`` as decided, ``conditions`` the pass's TopicsReady and CheckpointsReady.
+    """Sum up a pass: ``components`` as decided, ``enabled`` the components to run and ``jobs`` those of them that
+    report progress, ``conditions`` the pass's TopicsReady and CheckpointsReady; ``progress_unknown`` says why the
+    jobs' progress could not be read this pass.
 
     JobsRunning says Suspended, SourceDataLost or RestartLimitReached (with the messages of the components stopped
-    for good), Running or Starting; Ready is true when TopicsReady, CheckpointsReady and JobsRunning all are."""
+    for good), Running or Starting; Progressing, Stalled and Lagging come from the jobs' verdicts
+    (:func:`progress_conditions`). Ready is true when TopicsReady, CheckpointsReady and JobsRunning are and neither
+    Stalled nor Lagging is; when it is not, its reason and message are the first condition's that stands in the way."""
     phases = {c: s.phase for c, s in components.items() if s.phase}
     running = jobs_ready(phases, list(enabled))
     # Components stopped for good, the most telling reason first: (reason, the components in that phase).
@@ -160,34 +181,115 @@ def summarize(
     ]
     stopped = [(reason, names) for reason, names in stopped if names]
     if suspended:
-        jobs = condition(JOBS_RUNNING, False, "Suspended", "the pipeline is suspended", generation=generation)
+        jobs_running = condition(
+            JOBS_RUNNING, False, "Suspended", "the pipeline is suspended", generation=generation
+        )
     elif stopped:
         reason, names = stopped[0]
         message = "; ".join(components[c].message or "" for c in names)
-        jobs = condition(JOBS_RUNNING, False, reason, message, generation=generation)
+        jobs_running = condition(JOBS_RUNNING, False, reason, message, generation=generation)
     else:
         all_running = all(phases.get(c) == "Running" for c in enabled)
-        jobs = condition(
+        jobs_running = condition(
             JOBS_RUNNING,
             all_running,
             "Running" if all_running else "Starting",
             f"{running} components running",
             generation=generation,
         )
-    ready = all(
-        c["status"] == "True"
-        for c in [*conditions, jobs]
-        if c["type"] in {TOPICS_READY, CHECKPOINTS_READY, JOBS_RUNNING}
-    )
-    overall = condition(
-        READY,
-        ready,
-        "Ready" if ready else "NotReady",
-        "the pipeline is running" if ready else "see the other conditions",
+    followed = [j for j in jobs if j in enabled]
+    judged = progress_conditions(
+        {j: components[j].verdict for j in followed if j in components},
+        jobs=followed,
+        suspended=suspended,
+        unknown=progress_unknown,
         generation=generation,
     )
+    lags = [p.lag_records for j in followed if (p := components[j].progress if j in components else None)]
     return Summary(
         phase=pipeline_phase(suspended=suspended, phases=phases, enabled=list(enabled)),
         jobs_ready=running,
-        conditions=(jobs, overall),
+        conditions=(jobs_running, *judged, ready(*conditions, jobs_running, *judged, generation=generation)),
+        lag_records=sum(lags) if lags else None,
+    )
+
+
+def ready(*conditions: dict, generation: int) -> dict:
+    """The Ready condition over the pass's others: true when TopicsReady, CheckpointsReady and JobsRunning are true
+    and Stalled and Lagging are not; otherwise the reason and message of the first that stands in the way."""
+    by_type = {c["type"]: c for c in conditions}
+    against = [
+        by_type[t]
+        for t in ORDER
+        if t in by_type
+        and (
+            (t in _WANTED_TRUE and by_type[t]["status"] != "True")
+            or (t in _WANTED_NOT_TRUE and by_type[t]["status"] == "True")
+        )
+    ]
+    if not against:
+        return condition(READY, True, "Ready", "the pipeline is running and keeps up", generation=generation)
+    first = against[0]
+    return condition(
+        READY, False, first["reason"], f"{first['type']}: {first['message']}", generation=generation
+    )
+
+
+def progress_conditions(
+    verdicts: Mapping[str, Verdict | None],
+    *,
+    jobs: Sequence[str],
+    suspended: bool,
+    unknown: str | None,
+    generation: int,
+) -> tuple[dict, ...]:
+    """Progressing, Stalled and Lagging from each job's verdict (a job without one: its progress is unknown).
+
+    Progressing is true when every job is caught up or commits micro-batches, Stalled when one has records
+    waiting and has committed nothing for ``stallSeconds``, Lagging when one is beyond ``maxLagRecords`` or
+    ``maxFreshnessSeconds``; each message names the jobs it is about."""
+
+    def make(kind: str, ok: bool | None, reason: str, message: str) -> dict:
+        return condition(kind, ok, reason, message, generation=generation)
+
+    if suspended:
+        return (
+            make(PROGRESSING, False, "Suspended", "the pipeline is suspended"),
+            make(STALLED, False, "Suspended", "the pipeline is suspended"),
+            make(LAGGING, None, "Suspended", "the pipeline is suspended"),
+        )
+    if not jobs:
+        return (
+            make(PROGRESSING, True, "NoJobs", "no job is enabled"),
+            make(STALLED, False, "NoJobs", "no job is enabled"),
+            make(LAGGING, False, "NoJobs", "no job is enabled"),
+        )
+    missing = [j for j in jobs if verdicts.get(j) is None]
+    if missing:
+        why = unknown or "not read yet"
+        message = f"the progress of {', '.join(missing)} is unknown: {why}"
+        return (
+            make(PROGRESSING, None, "ProgressUnknown", message),
+            make(STALLED, None, "ProgressUnknown", message),
+            make(LAGGING, None, "ProgressUnknown", message),
+        )
+    known = {j: v for j in jobs if (v := verdicts[j]) is not None}
+
+    def about(names: list[str]) -> str:
+        return "; ".join(f"{j}: {known[j].message}" for j in names)
+
+    everyone = about(list(known))
+    stuck = [j for j, v in known.items() if not v.progressing]
+    stalled = [j for j, v in known.items() if v.stalled]
+    lagging = [j for j, v in known.items() if v.lagging]
+    return (
+        make(PROGRESSING, True, "Progressing", everyone)
+        if not stuck
+        else make(PROGRESSING, False, "Stalled" if stalled else "NotRunning", about(stuck)),
+        make(STALLED, True, "Stalled", about(stalled))
+        if stalled
+        else make(STALLED, False, "NotStalled", "no job is stalled"),
+        make(LAGGING, True, "Lagging", about(lagging))
+        if lagging
+        else make(LAGGING, False, "WithinSlo", "every job is within spec.slo"),
     )

@@ -15,10 +15,12 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sluice_operator import components, kafka_admin
 from sluice_operator.checkpoints import STATE_MOUNT
 from sluice_operator.manifests import pod_plan
@@ -26,6 +28,7 @@ from sluice_operator.spec import parse_spec
 
 from sluice_local.artifacts import connector_jars
 from sluice_local.checkpoints import committed_offsets
+from sluice_local.processes import free_ports
 from sluice_local.topics import read_all
 from spark_jobs.generator.model import GeneratorConfig
 from spark_jobs.generator.producer import run as produce
@@ -44,6 +47,18 @@ def pod_process(plan, volume: Path, log: Path) -> subprocess.Popen:
     env["HOME"] = str(volume.parent)
     env["SPARK_LOCAL_DIRS"] = str(volume.parent / "spark-local")
     return subprocess.Popen(command + args, env=env, stdout=log.open("a"), stderr=subprocess.STDOUT)
+
+
+def scraped(port: int, name: str) -> float:
+    """The sum of a metric's samples as the job serves them on ``port`` (Prometheus' text format)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    )
 
 
 def snapshots(query: Path) -> dict[int, Path]:
@@ -83,6 +98,7 @@ def produce_events(bootstrap: str, topic: str, start: str, count: int) -> None:
 def test_job_state_lands_on_the_volume_and_survives_a_restart(kafka_broker, tmp_path):
     bootstrap = kafka_broker.bootstrap_servers
     suffix = str(int(time.time() * 1000))[-8:]
+    (metrics_port,) = free_ports(1)
     spec = parse_spec(
         {
             "kafka": {
@@ -95,6 +111,7 @@ def test_job_state_lands_on_the_volume_and_survives_a_restart(kafka_broker, tmp_
             "jobs": {"windowed": {"trigger": "2s", "statusWindow": "1m"}},
             "input": {"maxEventBehind": "none"},  # the events are dated 2024-05-01 and produced now
             "spark": {"driver": {"cores": 2, "memory": "1g"}},
+            "monitoring": {"metricsPort": metrics_port},
         }
     )
     topics = [
@@ -123,6 +140,29 @@ def test_job_state_lands_on_the_volume_and_survives_a_restart(kafka_broker, tmp_
             ),
             240,
             "run 1 to commit every record",
+            job,
+            log,
+        )
+        # The pod's declared metrics port serves the job's metrics, and its consumer group (the operator's name
+        # for it) is where the operator reads its progress: every record the producer wrote is processed.
+        (port,) = plan.manifest["spec"]["containers"][0]["ports"]
+        assert (port["name"], port["containerPort"]) == ("metrics", metrics_port)
+        wait_until(
+            lambda: scraped(metrics_port, "sluice_job_input_rows_total") >= 1200,
+            60,
+            "the metrics to count the micro-batches' rows",
+            job,
+            log,
+        )
+        assert scraped(metrics_port, "sluice_job_input_rows_total") == 1200  # what the producer wrote
+        group = "sluice.team.lab.windowed"
+        assert f"--consumer-group {group}" in " ".join(plan.manifest["spec"]["containers"][0]["args"])
+        wait_until(
+            lambda: (
+                kafka_admin.read_progress(bootstrap, source, [group], now=datetime.now(UTC))[group].lag == 0
+            ),
+            60,
+            "the job's consumer group to be at lag 0",
             job,
             log,
         )

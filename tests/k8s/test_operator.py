@@ -15,9 +15,11 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
+from confluent_kafka import Producer
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from sluice_operator import kafka_admin
@@ -39,6 +41,7 @@ from support.operator_process import (
 )
 
 from sluice_local.processes import free_ports
+from spark_jobs.progress import GroupCommitter, commit_metadata
 
 pytestmark = pytest.mark.k8s
 
@@ -301,6 +304,124 @@ def test_pipeline_lifecycle(control_plane, operator, api, namespace, kafka_broke
     retained = api["core"].read_namespaced_persistent_volume_claim("lab-checkpoints", namespace)
     assert not retained.metadata.owner_references
     assert len(kafka_admin.describe_topics(bootstrap, [t["name"] for t in topics.values()])) == 5
+
+
+def set_running(api, namespace: str, pod: str, *, since: datetime) -> None:
+    """What a kubelet reports of a pod whose container has run since ``since``."""
+    container = pod.rsplit("-", 1)[-1]
+    started = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    status = {
+        "phase": "Running",
+        "containerStatuses": [
+            {
+                "name": container,
+                "ready": True,
+                "restartCount": 0,
+                "image": "sluice/spark-jobs:0.1.0",
+                "imageID": "",
+                "state": {"running": {"startedAt": started}},
+            }
+        ],
+    }
+    api["core"].patch_namespaced_pod_status(pod, namespace, {"status": status})
+
+
+def produce_to_partitions(bootstrap: str, topic: str, per_partition: int, partitions: int) -> None:
+    """``per_partition`` records to each partition of ``topic`` (what they hold does not matter to the lag)."""
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for partition in range(partitions):
+        for i in range(per_partition):
+            producer.produce(topic, value=b"{}", key=str(i).encode(), partition=partition)
+    assert producer.flush(30) == 0
+
+
+def progress_of(cr: dict) -> dict[str, int | None]:
+    return {job: (cr["status"]["components"][job].get("progress") or {}).get("lagRecords") for job in JOBS}
+
+
+JOBS = ("basic", "windowed", "anomaly")
+
+
+@pytest.mark.timeout(300)
+def test_the_status_reports_each_jobs_lag_from_kafka_and_a_stalled_job_is_restarted(
+    control_plane, operator, api, namespace, kafka_broker, tmp_path
+):
+    """No job runs here: the records a job has processed are committed to its consumer group by hand, with the
+    jobs' own committer and metadata, and a stalled job is a pod reported running for longer than stallSeconds
+    while records wait."""
+    bootstrap = kafka_broker.bootstrap_servers
+    body = manifest(
+        "lagged", bootstrap, generator={"enabled": False}, slo={"maxLagRecords": 50, "stallSeconds": 300}
+    )
+    assert apply(control_plane, namespace, body, tmp_path).returncode == 0
+    source = body["spec"]["kafka"]["topics"]["source"]["name"]  # 3 partitions by default
+    found = wait_for(
+        lambda: len(pods(api, namespace, "lagged")) == 3 and pods(api, namespace, "lagged"), what="pods"
+    )
+    api["core"].patch_namespaced_persistent_volume_claim_status(
+        "lagged-checkpoints", namespace, {"status": {"phase": "Bound"}}
+    )
+    for pod in found.values():
+        set_running(api, namespace, pod.metadata.name, since=datetime.now(UTC))
+
+    def status(check: Callable[[dict], bool], what: str) -> dict:
+        return wait_for(lambda: (cr := get_cr(api, namespace, "lagged")) and check(cr) and cr, what=what)
+
+    cr = status(
+        lambda c: c["status"].get("lagRecords") == 0 and condition(c, "Ready")["status"] == "True", "Ready"
+    )
+    assert progress_of(cr) == {"basic": 0, "windowed": 0, "anomaly": 0}
+    assert condition(cr, "Progressing")["status"] == "True"
+
+    # 30 records arrive (10 per partition): each job is 30 behind, 90 in all, within maxLagRecords (50).
+    produce_to_partitions(bootstrap, source, 10, 3)
+    cr = status(lambda c: c["status"].get("lagRecords") == 90, "90 records behind")
+    assert progress_of(cr) == {"basic": 30, "windowed": 30, "anomaly": 30}
+    assert (condition(cr, "Lagging")["status"], condition(cr, "Ready")["status"]) == ("False", "True")
+    header, row = control_plane.kubectl("get", "spipe", "lagged", "-n", namespace).stdout.splitlines()
+    assert header.split()[:5] == ["NAME", "PHASE", "JOBS", "READY", "READY"] and "LAG" in header.split()
+    assert row.split()[header.split().index("LAG") - 1] == "90"  # "JOBS READY" is one column, two words
+
+    # basic commits all it has read, as a job does after a micro-batch: its lag is 0, its last progress known.
+    committed_at = datetime.now(UTC).replace(microsecond=0)
+    committer = GroupCommitter(bootstrap, "sluice." + namespace + ".lagged.basic", source)
+    at_ms = int(committed_at.timestamp() * 1000)
+    committer.commit(
+        {p: 10 for p in range(3)}, commit_metadata(batch_id=0, committed_at_ms=at_ms, watermark_ms=None)
+    )
+    cr = status(lambda c: progress_of(c)["basic"] == 0, "basic at lag 0")
+    basic = cr["status"]["components"]["basic"]["progress"]
+    assert datetime.fromisoformat(basic["lastProgressTime"]) == committed_at
+    assert cr["status"]["lagRecords"] == 60
+
+    # 30 more: windowed and anomaly are 60 behind, over maxLagRecords: Lagging, and not Ready, naming them.
+    produce_to_partitions(bootstrap, source, 10, 3)
+    cr = status(lambda c: condition(c, "Lagging")["status"] == "True", "Lagging")
+    assert progress_of(cr) == {"basic": 30, "windowed": 60, "anomaly": 60}
+    lagging = condition(cr, "Lagging")["message"]
+    assert lagging == (
+        "windowed: 60 records behind; more than maxLagRecords (50); "
+        "anomaly: 60 records behind; more than maxLagRecords (50)"
+    )
+    assert (condition(cr, "Ready")["reason"], condition(cr, "Ready")["message"]) == (
+        "Lagging",
+        f"Lagging: {lagging}",
+    )
+
+    # windowed has run for 400 s (more than stallSeconds) and committed nothing while records wait: Stalled, and
+    # its pod is replaced, a counted restart with a Warning Event that says why.
+    old = pods(api, namespace, "lagged")["windowed"].metadata.uid
+    set_running(api, namespace, "lagged-windowed", since=datetime.now(UTC) - timedelta(seconds=400))
+    wait_for(
+        lambda: (p := pods(api, namespace, "lagged").get("windowed")) is not None and p.metadata.uid != old,
+        what="windowed replaced",
+    )
+    stalled = [m for r, m in events(api, namespace, "lagged") if r == "Stalled"]
+    assert len(stalled) == 1 and stalled[0].startswith(
+        "windowed: stalled (60 records waiting and no micro-batch"
+    )
+    assert stalled[0].endswith("(stallSeconds: 300)); replacing its pod (restart 1)")
+    assert get_cr(api, namespace, "lagged")["status"]["components"]["windowed"]["restarts"] == 1
 
 
 @pytest.mark.timeout(300)

@@ -60,6 +60,9 @@ def lab_spec(bootstrap: str, topics: dict[str, str], *, generator: dict, every_j
                 "topics": {role: {"name": n} for role, n in topics.items()},
             },
             "generator": generator,
+            "monitoring": {
+                "metricsPort": 0
+            },  # the jobs share this machine; a test that reads them gives ports
             "jobs": {
                 "basic": {"window": "10s", "slide": "5s", "watermark": "10s", **every_job},
                 "windowed": {

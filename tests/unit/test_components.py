@@ -45,7 +45,14 @@ def test_anomaly_flags_written_out_by_hand() -> None:
             "spark": {"driver": {"cores": 3, "memory": "2g"}, "conf": {"spark.x.y": "z"}},
         }
     )
-    assert commands.arguments(spec=spec, component=components.get("anomaly"), generation=2, root="/s") == [
+    args = commands.arguments(
+        spec=spec,
+        component=components.get("anomaly"),
+        generation=2,
+        root="/s",
+        consumer_group="sluice.ns.p.anomaly",
+    )
+    assert args == [
         "--bootstrap-servers", "k:9092",
         "--source-topic", "stream_data_topic", "--dead-letter-topic", "dead_letter_topic",
         "--checkpoint-root", "/s/checkpoints/anomaly/g2",
@@ -55,9 +62,10 @@ def test_anomaly_flags_written_out_by_hand() -> None:
         "--max-offsets-per-trigger", "500",
         "--max-event-ahead", "1h", "--max-event-behind", "168h",
         "--max-record-bytes", "65536", "--max-field-length", "256", "--fail-on-data-loss",
-        "--dead-letter-max-bytes", "1048576",
+        "--dead-letter-max-bytes", "1048576", "--consumer-group", "sluice.ns.p.anomaly",
         "--spark-conf", "spark.driver.memory=2g", "--spark-conf", "spark.x.y=z",
         "--window", "30s", "--slide", "10s", "--watermark", "30s", "--threshold", "3.0", "--stddev-floor", "1.0",
+        "--metrics-port", "9400",
         "--alerts-topic", "al",
     ]  # fmt: skip
 

@@ -24,7 +24,7 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 POLICY = RestartPolicy(type="OnFailure", backoff_seconds=10, max_backoff_seconds=30, max_attempts=3)
 
 
-def step(pod, record, *, now, policy=POLICY, wanted=True, suspended=False, desired="h1"):
+def step(pod, record, *, now, policy=POLICY, wanted=True, suspended=False, desired="h1", stalled=None):
     return decide(
         component="basic",
         wanted=wanted,
@@ -34,6 +34,7 @@ def step(pod, record, *, now, policy=POLICY, wanted=True, suspended=False, desir
         record=record,
         policy=policy,
         now=now,
+        stalled=stalled,
     )
 
 
@@ -182,3 +183,39 @@ def test_a_job_that_lost_source_data_is_not_restarted_and_says_what_is_gone():
     )  # other failures are restarted as before
     # a spec change (failOnDataLoss: false) replaces the pod with a fresh count
     assert step(lost, d.record, now=T0, desired="h2").action == DELETE
+
+
+def test_a_stalled_running_job_is_replaced_at_once_and_counted():
+    running = ObservedPod("Running", "h1", running_since=T0)
+    why = "50 records waiting and no micro-batch committed for 400 s (stallSeconds: 300)"
+    d = step(
+        running, ComponentRecord(restarts=1, config_hash="h1"), now=T0 + timedelta(seconds=400), stalled=why
+    )
+    assert (d.action, d.phase, d.reason) == (DELETE, "Restarting", "Stalled")
+    assert d.message == f"basic: stalled ({why}); replacing its pod (restart 2)"
+    assert (d.record.restarts, d.record.next_restart) == (2, None)
+    # once gone, it is created again at once (no backoff: stallSeconds was the wait)
+    assert step(None, d.record, now=T0 + timedelta(seconds=401)).action == CREATE
+
+
+def test_a_stalled_job_counts_towards_the_limit_and_policy_never_leaves_it():
+    running = ObservedPod("Running", "h1", running_since=T0)
+    later = T0 + timedelta(seconds=400)
+    d = step(running, ComponentRecord(restarts=3, config_hash="h1"), now=later, stalled="stuck")
+    assert (d.action, d.phase, d.reason, d.record.gave_up) == (KEEP, "GaveUp", "RestartLimitReached", True)
+    assert (
+        d.message
+        == "basic: stalled (stuck) after 3 restarts; not restarting again (restartPolicy.maxAttempts is 3)"
+    )
+    never = RestartPolicy(type="Never")
+    d = step(running, ComponentRecord(config_hash="h1"), now=later, stalled="stuck", policy=never)
+    assert (d.action, d.phase) == (KEEP, "Running")
+
+
+def test_a_stall_after_a_long_run_starts_a_fresh_count():
+    # it ran 2 h (at least windowSeconds, 1 h by default) before it stalled: the 3 earlier restarts are forgotten
+    running = ObservedPod("Running", "h1", running_since=T0)
+    d = step(
+        running, ComponentRecord(restarts=3, config_hash="h1"), now=T0 + timedelta(hours=2), stalled="stuck"
+    )
+    assert (d.action, d.record.restarts) == (DELETE, 1)

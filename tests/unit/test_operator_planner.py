@@ -21,6 +21,7 @@ from sluice_operator.planner import (
     Observed,
     Retry,
 )
+from sluice_operator.progress import Commit, Reading
 from sluice_operator.spec import parse_spec
 from sluice_operator.status import ComponentStatus
 
@@ -59,8 +60,10 @@ def decide(observed: Observed | None, *, spec=SPEC, problems=(), **kw) -> planne
     return planner.decide(spec=spec, problems=list(problems), observed=observed, **args)
 
 
-def pod(component: str, phase: str, *, spec=SPEC, generation: int = 0) -> dict:
-    """The component's pod as the operator creates it, in ``phase``."""
+def pod(
+    component: str, phase: str, *, spec=SPEC, generation: int = 0, started: datetime | None = None
+) -> dict:
+    """The component's pod as the operator creates it, in ``phase`` (its container running since ``started``)."""
     plan = manifests.pod_plan(
         pipeline="lab",
         namespace="team-a",
@@ -68,15 +71,27 @@ def pod(component: str, phase: str, *, spec=SPEC, generation: int = 0) -> dict:
         component=components.get(component),
         generation=generation,
     )
-    return {**plan.manifest, "status": {"phase": phase}}
+    status: dict = {"phase": phase}
+    if started is not None:
+        state = {"running": {"startedAt": started.isoformat().replace("+00:00", "Z")}}
+        status["containerStatuses"] = [{"name": component, "state": state}]
+    return {**plan.manifest, "status": status}
 
 
-def running(spec=SPEC, **phases: str) -> dict[str, dict]:
-    return {c: pod(c, phases.get(c, "Running"), spec=spec) for c in COMPONENTS}
+def running(spec=SPEC, started: datetime | None = None, **phases: str) -> dict[str, dict]:
+    return {c: pod(c, phases.get(c, "Running"), spec=spec, started=started) for c in COMPONENTS}
 
 
 def conditions(plan: planner.Plan) -> list[tuple[str, str, str, str]]:
     return [(c["type"], c["status"], c["reason"], c["message"]) for c in plan.status["conditions"]]
+
+
+def condition(plan: planner.Plan, kind: str) -> tuple[str, str, str, str]:
+    (found,) = [c for c in conditions(plan) if c[0] == kind]
+    return found
+
+
+UNREAD = "the progress of basic, windowed, anomaly is unknown: not read yet"
 
 
 def test_a_fresh_pipeline_gets_its_claim_and_a_pod_per_component():
@@ -126,7 +141,10 @@ def test_a_fresh_pipeline_gets_its_claim_and_a_pod_per_component():
         ("TopicsReady", "True", "TopicsReady", "all topics exist as specified"),
         ("CheckpointsReady", "False", "Pending", "lab-checkpoints is Pending"),  # a new claim is Pending
         ("JobsRunning", "False", "Starting", "0/4 components running"),
-        ("Ready", "False", "NotReady", "see the other conditions"),
+        ("Progressing", "Unknown", "ProgressUnknown", UNREAD),  # no reading in this scenario
+        ("Stalled", "Unknown", "ProgressUnknown", UNREAD),
+        ("Lagging", "Unknown", "ProgressUnknown", UNREAD),
+        ("Ready", "False", "Pending", "CheckpointsReady: lab-checkpoints is Pending"),  # the first in the way
         ("Invalid", "False", "Valid", "the spec is valid"),
     ]
     assert {c["lastTransitionTime"] for c in status["conditions"]} == {"2024-01-01T00:00:00Z"}
@@ -146,6 +164,7 @@ def test_a_fresh_pipeline_gets_its_claim_and_a_pod_per_component():
         "message": "basic: creating its pod",
         "lastStart": "2024-01-01T00:00:00+00:00",
         "checkpointPath": "/var/lib/sluice/checkpoints/basic/g0",
+        "progress": None,
     }
     assert basic["stateFingerprint"].startswith("l2-") and len(basic["stateFingerprint"]) == 15
     generator = status["components"]["generator"]
@@ -161,7 +180,7 @@ def test_a_fresh_pipeline_gets_its_claim_and_a_pod_per_component():
 def test_a_failed_pod_waits_out_its_backoff_then_is_replaced():
     steady = decide(Observed(topics=UNCHANGED, claim=BOUND, pods=running()))
     assert (steady.actions, steady.events, steady.status["phase"]) == ((), (), "Running")
-    assert conditions(steady)[3] == ("Ready", "True", "Ready", "the pipeline is running")
+    assert condition(steady, "Ready") == ("Ready", "True", "Ready", "the pipeline is running and keeps up")
 
     failed = running(basic="Failed")
     first = decide(Observed(topics=UNCHANGED, claim=BOUND, pods=failed), remembered=steady.components)
@@ -243,9 +262,12 @@ def test_suspend_removes_the_pods_and_then_waits():
     ]
     assert plan.events == ()
     assert (plan.status["phase"], plan.status["jobsReady"]) == ("Suspended", "0/4")
-    assert conditions(plan)[2:4] == [
+    assert conditions(plan)[2:7] == [
         ("JobsRunning", "False", "Suspended", "the pipeline is suspended"),
-        ("Ready", "False", "NotReady", "see the other conditions"),
+        ("Progressing", "False", "Suspended", "the pipeline is suspended"),
+        ("Stalled", "False", "Suspended", "the pipeline is suspended"),
+        ("Lagging", "Unknown", "Suspended", "the pipeline is suspended"),
+        ("Ready", "False", "Suspended", "JobsRunning: the pipeline is suspended"),
     ]
     assert plan.status["components"]["basic"]["pod"] == "lab-basic"
 
@@ -312,7 +334,7 @@ def test_a_standing_topic_refusal_is_told_once():
     assert first.events == (Event(WARNING, "PartitionsDecreaseRefused", told),)
     assert first.reported == frozenset({told})
     assert conditions(first)[0] == ("TopicsReady", "False", "PartitionDecreaseRefused", told)
-    assert conditions(first)[3] == ("Ready", "False", "NotReady", "see the other conditions")
+    assert condition(first, "Ready") == ("Ready", "False", "PartitionDecreaseRefused", f"TopicsReady: {told}")
     assert first.actions == ()
 
     second = decide(observed, reported=first.reported, remembered=first.components)
@@ -522,3 +544,115 @@ def test_topics_another_pipeline_owns_stop_the_pipeline_with_one_event():
     assert plan.retry is None
     quiet = decide(Observed(claim=BOUND, pods={}, topics_taken=taken), reported=plan.reported)
     assert (quiet.actions, [e for e in quiet.events if e.reason == "TopicOwnedByAnotherPipeline"]) == ((), [])
+
+
+def reading(
+    at: datetime, committed: int | None, *, end: int = 1_500, commit: Commit | None = None
+) -> Reading:
+    """The source topic's 3 partitions, each ``end / 3`` records, and a group that committed ``committed / 3`` on
+    each (None: nothing)."""
+    per = {p: end // 3 for p in range(3)}
+    done = {} if committed is None else {p: committed // 3 for p in range(3)}
+    return Reading(at=at, end=per, start={p: 0 for p in range(3)}, committed=done, commit=commit)
+
+
+def test_each_jobs_progress_goes_into_its_status_and_the_conditions_against_the_slo():
+    spec = parse_spec({**RAW, "slo": {"maxLagRecords": 1000}})
+    ten_before = T0 - timedelta(seconds=10)
+    commit = Commit(batch_id=4, at=T0 - timedelta(seconds=2), watermark=T0 - timedelta(seconds=12))
+    observed = Observed(
+        topics=UNCHANGED,
+        claim=BOUND,
+        pods=running(spec, started=T0 - timedelta(seconds=60)),
+        readings={
+            "basic": reading(T0, 1_500, commit=commit),  # caught up
+            "windowed": reading(T0, 1_200, commit=commit),  # 300 behind, within 1000
+            "anomaly": reading(T0, None),  # nothing committed: 1,500 behind, more than 1000
+        },
+    )
+    before = {
+        "basic": reading(ten_before, 1_200, end=1_200)
+    }  # 10 s before: 300 written and 300 processed since
+    plan = decide(observed, spec=spec, before=before)
+
+    progress = {c: plan.status["components"][c]["progress"] for c in ("basic", "windowed", "anomaly")}
+    assert progress == {
+        "basic": {
+            "lagRecords": 0,
+            "inputRate": 30.0,
+            "processedRate": 30.0,
+            "lastProgressTime": "2023-12-31T23:59:58+00:00",
+            "freshnessSeconds": 12.0,
+        },
+        "windowed": {
+            "lagRecords": 300,
+            "inputRate": None,  # no earlier reading of it
+            "processedRate": None,
+            "lastProgressTime": "2023-12-31T23:59:58+00:00",
+            "freshnessSeconds": 12.0,
+        },
+        "anomaly": {
+            "lagRecords": 1500,
+            "inputRate": None,
+            "processedRate": None,
+            "lastProgressTime": None,
+            "freshnessSeconds": None,
+        },
+    }
+    assert plan.status["components"]["generator"]["progress"] is None
+    assert plan.status["lagRecords"] == 1800
+    lagging = "anomaly: 1500 records behind; more than maxLagRecords (1000)"
+    assert conditions(plan)[3:7] == [
+        (
+            "Progressing",
+            "True",
+            "Progressing",
+            "basic: caught up; windowed: 300 records behind; anomaly: 1500 records behind; more than "
+            "maxLagRecords (1000)",
+        ),
+        ("Stalled", "False", "NotStalled", "no job is stalled"),
+        ("Lagging", "True", "Lagging", lagging),
+        ("Ready", "False", "Lagging", f"Lagging: {lagging}"),
+    ]
+    assert (plan.actions, plan.events, plan.status["phase"]) == ((), (), "Running")
+    # the base of the next rates: basic's new reading (10 s on); the others' first
+    assert plan.readings == {c: observed.readings[c] for c in ("basic", "windowed", "anomaly")}
+
+
+def test_a_stalled_job_is_restarted_with_a_warning_and_counted():
+    spec = parse_spec({**RAW, "slo": {"stallSeconds": 60}})
+    commit = Commit(batch_id=9, at=T0 - timedelta(seconds=90), watermark=None)
+    started = T0 - timedelta(seconds=600)
+    readings = {j: reading(T0, 1_500, commit=commit) for j in ("basic", "anomaly")}
+    readings["windowed"] = reading(T0, 900, commit=commit)  # 600 waiting, last commit 90 s ago
+    observed = Observed(topics=UNCHANGED, claim=BOUND, pods=running(spec, started=started), readings=readings)
+    plan = decide(observed, spec=spec)
+
+    why = "600 records waiting and no micro-batch committed for 90 s (stallSeconds: 60)"
+    message = f"windowed: stalled ({why}); replacing its pod (restart 1)"
+    assert [(a.kind, a.name, a.event) for a in plan.actions] == [
+        (DELETE_POD, "lab-windowed", Event(WARNING, "Stalled", message))
+    ]
+    windowed = plan.status["components"]["windowed"]
+    assert (windowed["phase"], windowed["restarts"], windowed["message"]) == ("Restarting", 1, message)
+    assert condition(plan, "Stalled") == ("Stalled", "True", "Stalled", f"windowed: {why}")
+    assert condition(plan, "Ready") == ("Ready", "False", "Starting", "JobsRunning: 3/4 components running")
+    assert plan.status["phase"] == "Degraded"
+
+    # its new pod, running for 10 s, has stallSeconds from its start: not stalled, though nothing was committed
+    fresh = {**running(spec, started=started), "windowed": pod("windowed", "Running", spec=spec, started=T0)}
+    later = T0 + timedelta(seconds=10)
+    again = decide(
+        Observed(
+            topics=UNCHANGED,
+            claim=BOUND,
+            pods=fresh,
+            readings={**readings, "windowed": reading(later, 900, commit=commit)},
+        ),
+        spec=spec,
+        now=later,
+        remembered=plan.components,
+    )
+    assert again.actions == ()
+    assert condition(again, "Stalled")[1] == "False"
+    assert again.status["components"]["windowed"]["restarts"] == 1

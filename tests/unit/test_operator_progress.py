@@ -10,8 +10,10 @@ from sluice_operator.progress import (
     Progress,
     Reading,
     Slo,
+    consumer_group,
     judge,
     progress,
+    rate_base,
     read_metadata,
 )
 
@@ -110,7 +112,28 @@ def test_lagging_names_each_bound_exceeded_and_only_those_set():
     v = verdict(1_001, last=at(390), fresh=61.0)
     assert (v.progressing, v.lagging) == (True, True)
     assert v.message == (
-        "1001 records behind; 1001 records behind (maxLagRecords: 1000); outputs 61 s old (maxFreshnessSeconds: 60)"
+        "1001 records behind; more than maxLagRecords (1000); outputs 61 s old, more than maxFreshnessSeconds (60)"
     )
     assert not verdict(1_000, last=at(390), fresh=60.0).lagging  # the bounds themselves are within
     assert not verdict(10**9, last=at(390), fresh=10**6, slo=Slo(stall_seconds=300)).lagging
+
+
+def test_rates_are_measured_over_five_seconds_at_least_and_the_base_reading_waits_for_that():
+    def reading(seconds: float, written: int) -> Reading:
+        return Reading(at=at(seconds), end={0: written}, start={0: 0}, committed={0: written})
+
+    first, soon, later = reading(0, 100), reading(2, 120), reading(10, 300)
+    # 2 s after the base: no rate yet, and the base stays
+    assert progress(soon, first).input_rate is None
+    assert rate_base(first, soon) is first
+    # 10 s after it: (300 - 100) / 10 = 20/s, and the later reading becomes the base
+    assert progress(later, first).input_rate == 20.0
+    assert rate_base(first, later) is later
+    assert rate_base(None, soon) is soon
+
+
+def test_the_consumer_group_names_namespace_pipeline_and_job():
+    assert (
+        consumer_group(namespace="team-a", pipeline="lab.v2", job="windowed")
+        == "sluice.team-a.lab.v2.windowed"
+    )

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sluice_operator import status as st
 from sluice_operator.lifecycle import ComponentRecord
+from sluice_operator.progress import Progress, Verdict
 from sluice_operator.settings import Settings, SettingsError, from_env
 from sluice_operator.status import ComponentStatus
 
@@ -104,6 +105,7 @@ STORED = {
     "message": "basic: restarting in 5 s",
     "lastStart": "2024-01-01T00:00:03.250000+00:00",
     "checkpointPath": "/var/lib/sluice/checkpoints/basic/g2",
+    "progress": None,  # written each pass from what Kafka says, never read back
 }
 
 
@@ -141,6 +143,7 @@ def test_a_fresh_component_writes_every_key_and_nulls_remove_the_old_values():
         "message": "generator: disabled",
         "lastStart": None,
         "checkpointPath": None,
+        "progress": None,
     }
 
 
@@ -151,18 +154,46 @@ def _c(kind: str, status: str) -> dict:
 TOPICS_AND_CLAIM_OK = [_c("Invalid", "False"), _c("TopicsReady", "True"), _c("CheckpointsReady", "True")]
 
 
-def _summary(phases: dict[str, str], *, suspended=False, conditions=TOPICS_AND_CLAIM_OK, messages=None):
+CAUGHT_UP = (
+    Progress(lag_records=0),
+    Verdict(progressing=True, stalled=False, lagging=False, why="caught up"),
+)
+
+
+def _summary(
+    phases: dict[str, str],
+    *,
+    suspended=False,
+    conditions=TOPICS_AND_CLAIM_OK,
+    messages=None,
+    judged: dict | None = None,
+    unknown: str | None = None,
+):
+    """basic and anomaly enabled (generator too when in ``phases``); each job caught up unless ``judged`` says
+    otherwise (job -> (progress, verdict), or None: not read)."""
+    judged = {"basic": CAUGHT_UP, "anomaly": CAUGHT_UP, **(judged or {})}
     components = {
-        c: ComponentStatus(phase=p, message=(messages or {}).get(c, f"{c}: {p.lower()}"))
+        c: ComponentStatus(
+            phase=p,
+            message=(messages or {}).get(c, f"{c}: {p.lower()}"),
+            progress=(judged.get(c) or (None, None))[0],
+            verdict=(judged.get(c) or (None, None))[1],
+        )
         for c, p in phases.items()
     }
     return st.summarize(
         suspended=suspended,
         components=components,
         enabled=["basic", "anomaly"],
+        jobs=["basic", "windowed", "anomaly"],  # windowed is not enabled: not followed
         conditions=conditions,
         generation=4,
+        progress_unknown=unknown,
     )
+
+
+def _brief(s: st.Summary) -> list[tuple[str, str, str, str]]:
+    return [(c["type"], c["status"], c["reason"], c["message"]) for c in s.conditions]
 
 
 def test_summary_of_a_running_pipeline():
@@ -177,13 +208,113 @@ def test_summary_of_a_running_pipeline():
             "observedGeneration": 4,
         },
         {
+            "type": "Progressing",
+            "status": "True",
+            "reason": "Progressing",
+            "message": "basic: caught up; anomaly: caught up",
+            "observedGeneration": 4,
+        },
+        {
+            "type": "Stalled",
+            "status": "False",
+            "reason": "NotStalled",
+            "message": "no job is stalled",
+            "observedGeneration": 4,
+        },
+        {
+            "type": "Lagging",
+            "status": "False",
+            "reason": "WithinSlo",
+            "message": "every job is within spec.slo",
+            "observedGeneration": 4,
+        },
+        {
             "type": "Ready",
             "status": "True",
             "reason": "Ready",
-            "message": "the pipeline is running",
+            "message": "the pipeline is running and keeps up",
             "observedGeneration": 4,
         },
     )
+    assert s.lag_records == 0
+
+
+def test_a_stalled_job_makes_the_pipeline_stalled_and_not_ready_naming_it():
+    why = "900 records waiting and no micro-batch committed for 320 s (stallSeconds: 300)"
+    stalled = (
+        Progress(lag_records=900),
+        Verdict(progressing=False, stalled=True, lagging=False, why=why),
+    )
+    behind = (
+        Progress(lag_records=40),
+        Verdict(progressing=True, stalled=False, lagging=False, why="40 behind"),
+    )
+    s = _summary({"basic": "Running", "anomaly": "Running"}, judged={"basic": behind, "anomaly": stalled})
+    assert s.phase == "Running" and s.lag_records == 940
+    assert _brief(s)[1:] == [
+        ("Progressing", "False", "Stalled", f"anomaly: {why}"),
+        ("Stalled", "True", "Stalled", f"anomaly: {why}"),
+        ("Lagging", "False", "WithinSlo", "every job is within spec.slo"),
+        ("Ready", "False", "Stalled", f"Stalled: anomaly: {why}"),
+    ]
+
+
+def test_a_lagging_job_makes_the_pipeline_not_ready_naming_it_and_its_bound():
+    why = "5000 records behind; more than maxLagRecords (1000)"
+    lagging = (
+        Progress(lag_records=5000),
+        Verdict(
+            progressing=True,
+            stalled=False,
+            lagging=True,
+            why="5000 records behind",
+            over=("more than maxLagRecords (1000)",),
+        ),
+    )
+    s = _summary({"basic": "Running", "anomaly": "Running"}, judged={"basic": lagging})
+    assert s.lag_records == 5000
+    assert _brief(s)[1:] == [
+        ("Progressing", "True", "Progressing", f"basic: {why}; anomaly: caught up"),
+        ("Stalled", "False", "NotStalled", "no job is stalled"),
+        ("Lagging", "True", "Lagging", f"basic: {why}"),
+        ("Ready", "False", "Lagging", f"Lagging: basic: {why}"),
+    ]
+
+
+def test_progress_not_read_is_unknown_and_does_not_decide_ready():
+    s = _summary(
+        {"basic": "Running", "anomaly": "Running"},
+        judged={"basic": None, "anomaly": None},
+        unknown="Kafka did not answer",
+    )
+    message = "the progress of basic, anomaly is unknown: Kafka did not answer"
+    assert s.lag_records is None
+    assert _brief(s)[1:] == [
+        ("Progressing", "Unknown", "ProgressUnknown", message),
+        ("Stalled", "Unknown", "ProgressUnknown", message),
+        ("Lagging", "Unknown", "ProgressUnknown", message),
+        ("Ready", "True", "Ready", "the pipeline is running and keeps up"),
+    ]
+
+
+def test_a_job_not_running_with_records_waiting_is_not_progressing():
+    waiting = (
+        Progress(lag_records=30),
+        Verdict(
+            progressing=False,
+            stalled=False,
+            lagging=False,
+            why="30 records waiting and the job is not running",
+        ),
+    )
+    s = _summary({"basic": "Running", "anomaly": "Pending"}, judged={"anomaly": waiting})
+    assert _brief(s)[1] == (
+        "Progressing",
+        "False",
+        "NotRunning",
+        "anomaly: 30 records waiting and the job is not running",
+    )
+    assert _brief(s)[-1] == ("Ready", "False", "Starting", "JobsRunning: 1/2 components running")
 
 
 def test_summary_is_not_ready_while_the_claim_is_unbound_even_with_every_job_running():
@@ -192,9 +323,12 @@ def test_summary_is_not_ready_while_the_claim_is_unbound_even_with_every_job_run
     assert (s.phase, s.jobs_ready) == ("Running", "2/2")
     assert [(c["type"], c["status"], c["reason"]) for c in s.conditions] == [
         ("JobsRunning", "True", "Running"),
-        ("Ready", "False", "NotReady"),
+        ("Progressing", "True", "Progressing"),
+        ("Stalled", "False", "NotStalled"),
+        ("Lagging", "False", "WithinSlo"),
+        ("Ready", "False", "r"),  # the reason of the first condition in the way
     ]
-    assert s.conditions[1]["message"] == "see the other conditions"
+    assert s.conditions[-1]["message"] == "CheckpointsReady: m"
 
 
 def test_summary_names_the_components_that_gave_up():
@@ -212,7 +346,7 @@ def test_summary_names_the_components_that_gave_up():
         "message": "basic: failed after 2 restarts; not restarting again (restartPolicy.maxAttempts is 2)",
         "observedGeneration": 4,
     }
-    assert (s.conditions[1]["status"], s.conditions[1]["reason"]) == ("False", "NotReady")
+    assert (s.conditions[-1]["status"], s.conditions[-1]["reason"]) == ("False", "RestartLimitReached")
 
 
 def test_summary_of_a_suspended_and_of_a_starting_pipeline():
