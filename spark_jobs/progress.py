@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 
@@ -44,28 +45,72 @@ def source_offsets(offsets_json: str | None, topic: str) -> dict[int, int]:
 
 
 class GroupCommitter:
-    """Commits offsets to a consumer group that has no members (the job never joins it), with Kafka's admin API:
-    each commit waits at most ``timeout`` seconds, also while the broker is away."""
+    """Commits offsets to a consumer group the job never joins, with a Kafka consumer that never subscribes (its
+    commits go to the group's coordinator as a member's would): each commit waits at most ``timeout`` seconds, also
+    while the broker is away.
+
+    Not the AdminClient's ``alter_consumer_group_offsets``: librdkafka's requests to a group coordinator through the
+    admin API abort the whole process when the broker drops the connection mid-request
+    (confluentinc/librdkafka#4605, #3663; the broker-restart chaos test caught a job dying so)."""
 
     def __init__(self, bootstrap_servers: str, group: str, topic: str, *, timeout: float = 10.0) -> None:
-        from confluent_kafka.admin import AdminClient
+        from confluent_kafka import Consumer
 
         self.group, self.topic = group, topic
         self._timeout = timeout
-        self._admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+        self._issued = self._done = 0
+        self._outcome: tuple[object, list] = (None, [])
+        self._lock = threading.Lock()
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap_servers,
+                "group.id": group,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "on_commit": self._committed,
+            }
+        )
+
+    def _committed(self, error, partitions) -> None:
+        # Served by poll(), in the order the commits were made.
+        self._done += 1
+        self._outcome = (error, partitions)
 
     def commit(self, offsets: Mapping[int, int], metadata: str) -> None:
-        from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+        """Commit ``offsets`` (partition -> next offset to read) with ``metadata``; raises when Kafka refuses or does
+        not answer within the timeout (an answer that comes later is not taken for a later commit's)."""
+        from confluent_kafka import KafkaException, TopicPartition
 
         if not offsets:
             return
         partitions = [TopicPartition(self.topic, p, o, metadata) for p, o in sorted(offsets.items())]
-        request = ConsumerGroupTopicPartitions(self.group, partitions)
-        futures = self._admin.alter_consumer_group_offsets([request], request_timeout=self._timeout)
-        futures[self.group].result(timeout=self._timeout + 1)
+        with self._lock:  # close() may come from another thread
+            self._commit(partitions)
+        error, answered = self._outcome
+        if error is not None:
+            raise KafkaException(error)
+        refused = [f"partition {tp.partition}: {tp.error}" for tp in answered if tp.error is not None]
+        if refused:
+            raise RuntimeError("Kafka refused the commit of " + "; ".join(refused))
+
+    def _commit(self, partitions: list) -> None:
+        if self._consumer is None:
+            raise RuntimeError("the committer is closed")
+        self._consumer.commit(offsets=partitions, asynchronous=True)
+        self._issued += 1
+        deadline = time.monotonic() + self._timeout
+        while self._done < self._issued:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no answer from Kafka within {self._timeout:g} s")
+            # It never subscribed: poll() only serves the commit's callback.
+            self._consumer.poll(min(left, 0.25))
 
     def close(self) -> None:
-        self._admin = None
+        with self._lock:
+            if self._consumer is not None:
+                self._consumer.close()
+                self._consumer = None
 
 
 _BATCH_SECONDS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)

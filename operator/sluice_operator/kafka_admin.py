@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -331,6 +331,7 @@ class _Kafka:
             **(client_config or {}),
             "bootstrap.servers": bootstrap,
         }
+        self.config = config
         try:
             self.admin = AdminClient(config)
         except (KafkaException, ValueError, TypeError) as exc:
@@ -353,6 +354,24 @@ class _Kafka:
 
     def failure(self, exc: KafkaException, what: str) -> Exception:
         return _failure(exc, self.bootstrap, what, self.timeout)
+
+    def committed(self, group: str, topic: str, partitions: Sequence[int]) -> list[TopicPartition]:
+        """The offsets ``group`` committed on ``topic``'s ``partitions``, with their metadata (offset < 0: none).
+
+        Read by a consumer that never joins the group, not by the AdminClient: librdkafka's admin requests to a
+        group coordinator abort the process when the broker drops the connection mid-request
+        (confluentinc/librdkafka#4605, #3663)."""
+        what = f"reading the offsets of consumer group {group}"
+        try:
+            consumer = Consumer({**self.config, "group.id": group, "enable.auto.commit": False})
+        except (KafkaException, ValueError, TypeError) as exc:
+            raise KafkaAdminError(f"cannot create a Kafka consumer for {self.bootstrap}: {exc}") from exc
+        try:
+            return consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=self.left())
+        except KafkaException as exc:
+            raise self.failure(exc, what) from exc
+        finally:
+            consumer.close()
 
     def metadata(self) -> ClusterMetadata:
         try:
@@ -662,15 +681,7 @@ def read_progress(
         end = _offsets(kafka, topic, partitions, OffsetSpec.latest(), "latest")
         readings = {}
         for group in groups:
-            what = f"reading the offsets of consumer group {group}"
-            request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions])
-            try:
-                futures = kafka.admin.list_consumer_group_offsets([request], request_timeout=kafka.left())
-                listed = futures[group].result(timeout=kafka.left()).topic_partitions
-            except KafkaException as exc:
-                raise kafka.failure(exc, what) from exc
-            except TimeoutError as exc:
-                raise kafka.unavailable(what, "no answer") from exc
+            listed = kafka.committed(group, topic, partitions)
             committed = {tp.partition: tp.offset for tp in listed if tp.offset >= 0}
             commits = [
                 c for c in (progress.read_metadata(tp.metadata) for tp in listed if tp.offset >= 0) if c

@@ -4,7 +4,7 @@ and the job move, when the job last committed a micro-batch, and how far its out
 After each micro-batch Spark has committed, a job commits the offsets it has processed to a consumer group of its
 own (a reporting copy: Spark's checkpoint stays the source of truth), with metadata (:data:`METADATA_VERSION`): the
 batch, the time it committed it and its watermark. Each pass, the operator reads the source topic's offsets and the
-group's with the AdminClient it already has, so it needs no network path to the pods; this module turns two
+group's with its own Kafka clients, so it needs no network path to the pods; this module turns two
 successive :class:`Reading` s into a job's :class:`Progress`, and a job's progress and its pod into the verdict of
 :func:`judge` against the pipeline's SLO.
 
