@@ -4,6 +4,7 @@ kube-controller-manager) with an admin API client, and the real helm binary rend
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -118,20 +119,17 @@ def _namespace_name(test_name: str) -> str:
     return f"{base}-{uuid.uuid4().hex[:6]}"
 
 
-@pytest.fixture
-def namespace(
-    control_plane: ControlPlane, k8s_api: client.ApiClient, request: pytest.FixtureRequest
-) -> Iterator[str]:
-    """A new namespace that enforces PodSecurity "restricted", with its ``default`` ServiceAccount present.
+@contextlib.contextmanager
+def _restricted_namespace(control_plane: ControlPlane, k8s_api: client.ApiClient, name: str) -> Iterator[str]:
+    """A new namespace ``name`` that enforces PodSecurity "restricted", with its ``default`` ServiceAccount present.
 
-    Pods are only admitted once that ServiceAccount exists, so the fixture waits for the controller to make it.
-    The namespace is deleted afterwards without waiting for the namespace controller to empty it.
+    Pods are only admitted once that ServiceAccount exists, so this waits for the controller to make it. The
+    namespace is deleted afterwards without waiting for the namespace controller to empty it.
     """
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
     core = client.CoreV1Api(k8s_api)
-    name = _namespace_name(request.node.name)
     core.create_namespace(
         client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=RESTRICTED_LABELS))
     )
@@ -154,6 +152,26 @@ def namespace(
         yield name
     finally:
         core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture
+def namespace(
+    control_plane: ControlPlane, k8s_api: client.ApiClient, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A new namespace for the test (see :func:`_restricted_namespace`)."""
+    with _restricted_namespace(control_plane, k8s_api, _namespace_name(request.node.name)) as name:
+        yield name
+
+
+@pytest.fixture(scope="module")
+def module_namespace(
+    control_plane: ControlPlane, k8s_api: client.ApiClient, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A new namespace shared by a module's tests (see :func:`_restricted_namespace`)."""
+    with _restricted_namespace(
+        control_plane, k8s_api, _namespace_name(request.module.__name__.split(".")[-1])
+    ) as name:
+        yield name
 
 
 # --- Helm ----------------------------------------------------------------------------------------------------------

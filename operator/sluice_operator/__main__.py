@@ -13,6 +13,7 @@ import sys
 
 import kopf
 
+from sluice_operator import logs
 from sluice_operator.settings import SettingsError, from_env
 
 
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     kopf.configure(verbose=args.verbose, log_prefix=True)
     if not args.verbose:
+        logs.quiet_success()
         # librdkafka repeats each failed connection many times a second; the condition and Event carry the cause.
         logging.getLogger("sluice_operator.kafka_admin.librdkafka").setLevel(logging.CRITICAL)
     from sluice_operator import handlers  # noqa: F401 — registers the handlers with kopf

@@ -218,7 +218,7 @@ def status_schema() -> dict:
             "pod": {"type": "string", "description": "Name of the component's pod."},
             "phase": {
                 "type": "string",
-                "description": "The pod's phase, or Disabled / Suspended / Waiting / GaveUp.",
+                "description": "The pod's phase, or Disabled, Suspended, BackOff, Restarting, Updating, Terminating, GaveUp or DataLost.",
             },
             "restarts": {
                 "type": "integer",
@@ -247,6 +247,13 @@ def status_schema() -> dict:
             },
             "configHash": {"type": "string", "description": "Hash of the pod the operator last created."},
             "gaveUp": {"type": "boolean", "description": "The restart limit was reached."},
+            "reason": {
+                "type": "string",
+                "description": (
+                    "Why, in one word: the operator's (Created, BackOff, Restarting, Stalled...) or what stops the "
+                    "pod (ImagePullBackOff, ErrImagePull, CreateContainerConfigError, Unschedulable, OOMKilled)."
+                ),
+            },
             "message": {"type": "string", "description": "Why the component is in this state."},
             "progress": _progress_schema(),
         },

@@ -40,6 +40,8 @@ class PipelineMemory:
     components: Mapping[str, ComponentStatus] = field(default_factory=dict)
     #: Each job's reading its next rates are measured from (:attr:`planner.Plan.readings`).
     readings: Mapping[str, progress.Reading] = field(default_factory=dict)
+    #: The states an Event has announced (:attr:`planner.Plan.standing`); None until the first pass.
+    standing: frozenset[str] | None = None
 
 
 def pipeline_memory(memo: kopf.Memo) -> PipelineMemory:
@@ -178,6 +180,7 @@ def _act(plan: planner.Plan, *, body, name: str, namespace: str, patch, memory: 
         _post(body, event)
     memory.reported = plan.reported
     memory.readings = plan.readings
+    memory.standing = plan.standing
     waiting = {a.component for a in plan.actions}
     remembered = {**memory.components, **{c: e for c, e in plan.components.items() if c not in waiting}}
     memory.components = remembered
@@ -192,9 +195,9 @@ def _act(plan: planner.Plan, *, body, name: str, namespace: str, patch, memory: 
         if action.component is not None:
             remembered[action.component] = plan.components[action.component]
     patch.status.update(plan.status)
+    metrics.observe(namespace, name, plan.status, uid=body["metadata"].get("uid", ""))
     if plan.retry is not None:
         raise kopf.TemporaryError(plan.retry.message, delay=plan.retry.delay)
-    metrics.observe_phase(namespace, name, plan.status["phase"])
 
 
 def reconcile(
@@ -229,6 +232,7 @@ def reconcile(
         now=_now(),
         kafka_retry_base=SETTINGS.kafka_retry_delay,
         before=memory.readings,
+        standing=memory.standing,
     )
     _act(plan, body=body, name=name, namespace=namespace, patch=patch, memory=memory)
 
@@ -282,7 +286,7 @@ def on_delete(*, body, name, namespace, spec, retry, **_) -> None:
     topics no other pipeline owns are deleted, and the pipeline's claims on topics are released.
 
     The pipeline's memo goes with it."""
-    metrics.forget(namespace, name)
+    metrics.forget(namespace, name, uid=body["metadata"].get("uid", ""))
     try:
         parsed = parse_spec(dict(spec or {}))
     except SpecError:

@@ -112,7 +112,7 @@ def decide(
     if pod is not None and pod.config_hash != desired_hash:
         fresh = replace(record, restarts=0, next_restart=None, gave_up=False, config_hash=desired_hash)
         return Decision(
-            DELETE, fresh, "Restarting", "SpecChanged", f"{component}: the spec changed; replacing its pod"
+            DELETE, fresh, "Updating", "SpecChanged", f"{component}: the spec changed; replacing its pod"
         )
 
     if pod is None:

@@ -37,6 +37,22 @@ TOPIC_OWNED = "TopicOwnedByAnotherPipeline"
 
 KAFKA_MAX_RETRY_DELAY = 300.0
 
+#: The states of a pipeline an Event announces when it enters them: its Ready condition true, its phase Degraded,
+#: its Lagging or Stalled condition true.
+READY, DEGRADED, LAGGING, STALLED = "Ready", "Degraded", "Lagging", "Stalled"
+STATES = (READY, DEGRADED, LAGGING, STALLED)
+#: Why a pod cannot start, as its container's waiting state says: each is an Event (once per pod) and the reason in
+#: the component's status.
+WAITING_PROBLEMS = frozenset(
+    {
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+    }
+)
+
 
 def kafka_retry_delay(base: float, failures: int) -> float:
     """Seconds before the next try after ``failures`` consecutive passes found Kafka unreachable: doubling from
@@ -75,11 +91,13 @@ class Observed:
 
 @dataclass(frozen=True)
 class Event:
-    """A Kubernetes Event to post about the pipeline."""
+    """A Kubernetes Event to post about the pipeline; one with ``once`` is posted once for that key (see
+    :attr:`Plan.reported`)."""
 
     type: str  # NORMAL or WARNING
     reason: str
     message: str
+    once: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,9 +130,12 @@ class Plan:
     actions: tuple[Action, ...] = ()
     events: tuple[Event, ...] = ()
     components: Mapping[str, st.ComponentStatus] = field(default_factory=dict)  # for the next pass (*)
-    reported: frozenset[str] = frozenset()  # standing topic refusals already told
+    reported: frozenset[str] = frozenset()  # standing topic refusals and pod problems already told
     retry: Retry | None = None
     readings: Mapping[str, progress.Reading] = field(default_factory=dict)  # to compute the next pass's rates
+    standing: frozenset[str] = (
+        frozenset()
+    )  # which of :data:`STATES` the pipeline is in, to tell a change once
 
 
 def read_spec(data: Mapping | None) -> tuple[PipelineSpec | None, list[str]]:
@@ -140,6 +161,7 @@ def decide(
     now: datetime,
     kafka_retry_base: float,
     before: Mapping[str, progress.Reading] | None = None,
+    standing: frozenset[str] | None = None,
 ) -> Plan:
     """The plan of one pass over pipeline ``namespace/name`` (see the module docstring for the steps).
 
@@ -147,24 +169,29 @@ def decide(
     is looked at then). ``status`` is the status in hand, which may be one patch behind: ``remembered`` (the
     components as the last pass left them) and ``reported`` take precedence over it. ``kafka_retry_base`` is the
     first retry delay when Kafka is unreachable; ``before`` the jobs' readings the last pass kept
-    (:attr:`Plan.readings`), for their rates."""
+    (:attr:`Plan.readings`), for their rates; ``standing`` the states the last pass left (:attr:`Plan.standing`;
+    None after an operator restart: read from the status)."""
     previous_conditions = status.get("conditions")
+    was = _standing(status.get("phase"), previous_conditions or []) if standing is None else standing
     if problems or spec is None:
         message = "; ".join(problems)
         conditions = [
             st.condition(st.INVALID, True, "InvalidSpec", message, generation=generation),
             st.condition(st.READY, False, "InvalidSpec", message, generation=generation),
         ]
+        events, told = _once([Event(WARNING, "InvalidSpec", message, once=f"invalid:{message}")], reported)
         return Plan(
             status={
                 "observedGeneration": generation,
                 "phase": "Invalid",
                 "conditions": st.merge_conditions(previous_conditions, conditions, now=now),
             },
-            events=(Event(WARNING, "InvalidSpec", message),),
+            events=tuple(events),
             components=remembered,
-            reported=reported,
+            reported=told,
+            standing=was - {READY, DEGRADED},
         )
+    reported = frozenset(k for k in reported if not k.startswith("invalid:"))
     if observed is None:
         raise ValueError("a valid spec needs what the pass observed")
 
@@ -181,6 +208,7 @@ def decide(
         now=now,
         conditions=[valid],
         before=before or {},
+        standing=was - {READY},
     )
     if observed.kafka_unavailable is not None:
         failures = int(status.get("kafkaFailures") or 0)
@@ -254,12 +282,24 @@ def decide(
         generation=generation,
         progress_unknown=observed.progress_error,
     )
+    judged = [*passed, *summary.conditions]
+    now_standing = _standing(summary.phase, judged)
+    events += _transitions(
+        was,
+        now_standing,
+        conditions=judged,
+        components=components,
+        restarted_stalled=any(a.event.reason == STALLED for a in actions),
+    )
+    live = {(p.get("metadata") or {}).get("uid") for p in observed.pods.values()}
+    reported = frozenset(k for k in reported if not k.startswith("pod:") or k.split(":")[1] in live)
+    events, reported = _once(events, reported)
     out.update(
         phase=summary.phase,
         jobsReady=summary.jobs_ready,
         lagRecords=summary.lag_records,
         components={c: entry.to_status() for c, entry in components.items()},
-        conditions=st.merge_conditions(previous_conditions, [*passed, *summary.conditions], now=now),
+        conditions=st.merge_conditions(previous_conditions, judged, now=now),
     )
     return Plan(
         status=out,
@@ -267,6 +307,7 @@ def decide(
         events=tuple(events),
         components=components,
         reported=reported,
+        standing=now_standing,
         readings={
             job: progress.rate_base((before or {}).get(job), reading)
             for job, reading in observed.readings.items()
@@ -294,6 +335,7 @@ def _blocked(
     stop_pods: bool = False,
     more: Mapping | None = None,
     before: Mapping[str, progress.Reading],
+    standing: frozenset[str],
 ) -> Plan:
     """A pass that cannot run the pipeline (the topics are not there to use): TopicsReady and Ready false with
     ``reason``, and only pods removed — those of a suspended pipeline or a disabled component, which needs no topic,
@@ -325,7 +367,7 @@ def _blocked(
         now=now,
     )
     components = {**remembered, **entries}
-    events = [*events, *notices]
+    events, reported = _once([*events, *notices], reported)
     if components != remembered:
         out["components"] = {**old_components, **{c: e.to_status() for c, e in components.items()}}
     return Plan(
@@ -336,7 +378,59 @@ def _blocked(
         reported=reported,
         retry=retry,
         readings=before,
+        standing=standing,
     )
+
+
+def _standing(phase: str | None, conditions: Sequence[Mapping]) -> frozenset[str]:
+    """Which of :data:`STATES` a pipeline with this phase and these conditions is in."""
+    true = {c.get("type") for c in conditions if c.get("status") == "True"}
+    return frozenset(
+        [s for s in (READY, LAGGING, STALLED) if s in true] + ([DEGRADED] if phase == DEGRADED else [])
+    )
+
+
+def _transitions(
+    was: frozenset[str],
+    now: frozenset[str],
+    *,
+    conditions: Sequence[Mapping],
+    components: Mapping[str, st.ComponentStatus],
+    restarted_stalled: bool,
+) -> list[Event]:
+    """An Event for each state the pipeline has entered this pass (a stalled job's restart is its own Event)."""
+    message = {c["type"]: c["message"] for c in conditions}
+    troubled = [
+        e.message or ""
+        for e in components.values()
+        if e.phase in {"BackOff", "Restarting", "GaveUp", "Failed", "DataLost"}
+    ]
+    events = []
+    for state in STATES:
+        if state not in now or state in was:
+            continue
+        if state == READY:
+            events.append(Event(NORMAL, READY, message[st.READY]))
+        elif state == DEGRADED:
+            events.append(Event(WARNING, DEGRADED, "; ".join(troubled) or message[st.JOBS_RUNNING]))
+        elif state == LAGGING:
+            events.append(Event(WARNING, LAGGING, message[st.LAGGING]))
+        elif not restarted_stalled:
+            events.append(Event(WARNING, STALLED, message[st.STALLED]))
+    return events
+
+
+def _once(events: Sequence[Event], reported: frozenset[str]) -> tuple[list[Event], frozenset[str]]:
+    """The Events to post: those with a ``once`` key not told before; and the keys told so far."""
+    told = set(reported)
+    posted = []
+    for event in events:
+        if event.once is not None:
+            if event.once in told:
+                continue
+            told.add(event.once)
+        posted.append(event)
+    return posted, frozenset(told)
 
 
 def _pods(
@@ -477,6 +571,31 @@ def _state(pod: Mapping) -> Mapping:
     return (statuses[0].get("state") or {}) if statuses else {}
 
 
+def _pod_problem(pod: Mapping, component: registry.Component) -> tuple[str, str] | None:
+    """Why a pod cannot run, as the kubelet or the scheduler says (its reason and their words), or why its container
+    was killed (OOMKilled); None when nothing is wrong that it can tell."""
+    waiting = _state(pod).get("waiting") or {}
+    if waiting.get("reason") in WAITING_PROBLEMS:
+        return waiting["reason"], waiting.get("message") or waiting["reason"]
+    for c in (pod.get("status") or {}).get("conditions") or []:
+        if (
+            c.get("type") == "PodScheduled"
+            and c.get("status") == "False"
+            and c.get("reason") == "Unschedulable"
+        ):
+            return "Unschedulable", c.get("message") or "no node can take the pod"
+    if _terminated(pod).get("reason") == "OOMKilled":
+        containers = (pod.get("spec") or {}).get("containers") or [{}]
+        limit = ((containers[0].get("resources") or {}).get("limits") or {}).get("memory", "none")
+        hint = (
+            f"; raise spec.spark.driver.memory (the pod's limit is the heap plus {manifests.DRIVER_OVERHEAD_MIB} MiB)"
+            if component.spark and component.resources is None
+            else ""
+        )
+        return "OOMKilled", f"its container used more memory than its limit ({limit}) and was killed{hint}"
+    return None
+
+
 def _terminated(pod: Mapping) -> Mapping:
     """The terminated state of the pod's first container (empty while it has not ended)."""
     return _state(pod).get("terminated") or {}
@@ -532,7 +651,7 @@ def _component(
         pipeline=name, namespace=namespace, spec=spec, component=declared, generation=record.generation
     )
     observed_pod = _observed_pod(pod)
-    found = progress.progress(reading, before) if reading is not None and wanted else None
+    found = progress.progress(reading, before, previous.progress) if reading is not None and wanted else None
     verdict = None
     if found is not None and not spec.suspend:  # a suspended pipeline's backlog is reported, not judged
         verdict = progress.judge(
@@ -559,6 +678,18 @@ def _component(
     pod_name = plan.manifest["metadata"]["name"]
     action = None
     last_start = previous.last_start
+    problem = _pod_problem(pod, declared) if pod is not None and decision.action != lifecycle.DELETE else None
+    if problem is not None:
+        reason, detail = problem
+        uid = (pod.get("metadata") or {}).get("uid", "")
+        notices.append(
+            Event(
+                WARNING,
+                reason,
+                f"{component}: pod {pod['metadata']['name']}: {detail}",
+                once=f"pod:{uid}:{reason}",
+            )
+        )
     if decision.action == lifecycle.CREATE:
         action = Action(
             CREATE_POD,
@@ -583,7 +714,8 @@ def _component(
         record=decision.record,
         pod=pod_name if pod is not None or decision.action == lifecycle.CREATE else None,
         phase=decision.phase,
-        message=decision.message,
+        reason=decision.reason if problem is None else problem[0],
+        message=decision.message if problem is None else f"{decision.message}; {problem[0]}: {problem[1]}",
         last_start=last_start,
         checkpoint_path=plan.checkpoint_path,
         progress=found,

@@ -107,6 +107,9 @@ class Progress:
     processed_rate: float | None = None
     last_progress: datetime | None = None
     freshness_seconds: float | None = None
+    #: Since when records have been waiting without a break, as far as the passes saw (None: nothing waits). Kept
+    #: by the operator between passes, not written: a job idle for an hour is not stalled the moment input comes.
+    waiting_since: datetime | None = None
 
     def to_status(self) -> dict:
         return {
@@ -140,13 +143,22 @@ def rate_base(before: Reading | None, now: Reading) -> Reading:
     return now
 
 
-def progress(now: Reading, before: Reading | None = None) -> Progress:
+def progress(now: Reading, before: Reading | None = None, earlier: Progress | None = None) -> Progress:
     """The job's progress at ``now``; the rates need an earlier reading ``before``, at least
-    :data:`RATE_INTERVAL_SECONDS` older (:func:`rate_base`)."""
+    :data:`RATE_INTERVAL_SECONDS` older (:func:`rate_base`); ``earlier`` is the previous pass's progress, whose
+    ``waiting_since`` goes on while records wait (a pass that finds nothing waiting ends it)."""
     seconds = None if before is None else (now.at - before.at).total_seconds()
     timed = before is not None and seconds is not None and seconds >= RATE_INTERVAL_SECONDS
     commit = now.commit
+    waiting = now.lag > 0
+    if not waiting:
+        since = None
+    elif earlier is not None and earlier.lag_records > 0 and earlier.waiting_since is not None:
+        since = earlier.waiting_since
+    else:
+        since = now.at
     return Progress(
+        waiting_since=since,
         lag_records=now.lag,
         input_rate=_rate(now.written, before.written, seconds) if timed else None,
         processed_rate=_rate(now.processed, before.processed, seconds) if timed else None,
@@ -186,10 +198,11 @@ class Verdict:
 
 
 def judge(progress_: Progress, *, slo: Slo, running_since: datetime | None, now: datetime) -> Verdict:
-    """``running_since``: when the job's pod started running (None: it is not running). A job that started after
-    its latest commit, or has none, is given ``stallSeconds`` from its start."""
+    """``running_since``: when the job's pod started running (None: it is not running). The stall clock starts at
+    the latest of the job's last commit, its pod's start and the moment records began to wait: a job is given
+    ``stallSeconds`` from each."""
     waiting = progress_.lag_records > 0
-    moved = [t for t in (progress_.last_progress, running_since) if t is not None]
+    moved = [t for t in (progress_.last_progress, running_since, progress_.waiting_since) if t is not None]
     idle = (now - max(moved)).total_seconds() if moved else None
     stalled = waiting and running_since is not None and idle is not None and idle >= slo.stall_seconds
     if not waiting:
@@ -200,7 +213,7 @@ def judge(progress_: Progress, *, slo: Slo, running_since: datetime | None, now:
         progressing, why = (
             False,
             (
-                f"{progress_.lag_records} records waiting and no micro-batch committed for {idle:.0f} s "
+                f"{progress_.lag_records} records waiting and no micro-batch committed in the last {idle:.0f} s "
                 f"(stallSeconds: {slo.stall_seconds})"
             ),
         )

@@ -65,7 +65,8 @@ def jobs_ready(phases: dict[str, str], enabled: list[str]) -> str:
 
 def pipeline_phase(*, suspended: bool, phases: dict[str, str], enabled: list[str]) -> str:
     """Suspended, Running (every enabled component running), Failed (every one given up or failed for good),
-    Degraded (some failed, backing off or given up) or Pending."""
+    Degraded (some failed, backing off, restarting or given up) or Pending (some starting, or being replaced for a
+    spec change: phase Updating)."""
     if suspended:
         return "Suspended"
     states = [phases.get(c, "Pending") for c in enabled]
@@ -86,6 +87,9 @@ class ComponentStatus:
     record: ComponentRecord = field(default_factory=ComponentRecord)
     pod: str | None = None
     phase: str | None = None
+    #: One word for why the component is in its phase: the lifecycle's (Created, BackOff, Stalled...) or what
+    #: stops its pod (ImagePullBackOff, Unschedulable, OOMKilled...).
+    reason: str | None = None
     message: str | None = None
     last_start: datetime | None = None
     checkpoint_path: str | None = None
@@ -107,6 +111,7 @@ class ComponentStatus:
             "configHash": r.config_hash,
             "pod": self.pod,
             "phase": self.phase,
+            "reason": self.reason,
             "message": self.message,
             "lastStart": _timestamp(self.last_start),
             "checkpointPath": self.checkpoint_path,
@@ -128,6 +133,7 @@ class ComponentStatus:
             record=record,
             pod=data.get("pod"),
             phase=data.get("phase"),
+            reason=data.get("reason"),
             message=data.get("message"),
             last_start=parse_timestamp(data.get("lastStart")),
             checkpoint_path=data.get("checkpointPath"),

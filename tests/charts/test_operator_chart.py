@@ -1,8 +1,11 @@
 """The sluice-operator chart rendered with the real helm: one Recreate replica, settings as environment, the same
-CRD and RBAC as k8s/, probes and metrics."""
+CRD and RBAC as k8s/, probes and metrics, and the optional ServiceMonitor, PodMonitor, PrometheusRule and Grafana
+dashboard."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -132,4 +135,225 @@ def test_rbac_and_service_account_can_be_left_to_the_user(render, render_error):
     ],
 )
 def test_bad_values_are_refused_naming_the_value(render_error, values, message):
+    assert message in render_error(CHART, values)
+
+
+# --- Prometheus Operator and Grafana objects (metrics.serviceMonitor, podMonitor, prometheusRule, grafanaDashboard)
+
+MONITORING_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ConfigMap"}
+ALL_MONITORING = {
+    "serviceMonitor": {"enabled": True},
+    "podMonitor": {"enabled": True},
+    "prometheusRule": {"enabled": True},
+    "grafanaDashboard": {"enabled": True},
+}
+DASHBOARD = ROOT / "charts" / CHART / "dashboards" / "sluice-pipelines.json"
+METRIC_NAME = re.compile(r"\bsluice_[a-z_]+\b")
+
+
+def _operator_metric_names() -> set[str]:
+    """Every name the operator exports: each family's and each of its samples' (``_total``, ``_bucket``...)."""
+    from prometheus_client import REGISTRY
+    from sluice_operator import metrics  # noqa: F401  (registers the operator's metrics)
+
+    return {
+        name for family in REGISTRY.collect() for name in (family.name, *(s.name for s in family.samples))
+    }
+
+
+def test_no_monitoring_objects_by_default(render):
+    objects = render(CHART, release="sluice-operator", namespace="sluice-system")
+    assert not [o for o in objects if o["kind"] in MONITORING_KINDS]
+
+
+def test_service_monitor_scrapes_the_metrics_service(render):
+    objects = render(
+        CHART, {"metrics": {"serviceMonitor": {"enabled": True}}}, release="sluice-operator", namespace="ops"
+    )
+    monitor = find(objects, "ServiceMonitor", "sluice-operator")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["namespace"] == "ops"
+    selector = {"app.kubernetes.io/name": "sluice-operator", "app.kubernetes.io/instance": "sluice-operator"}
+    assert monitor["spec"]["selector"] == {"matchLabels": selector}
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["ops"]}
+    # The operator's series name the pipeline's namespace: honorLabels keeps it.
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "interval": "30s", "honorLabels": True}
+    ]
+    # ...which is what the metrics Service is selected by and names its port.
+    service = find(objects, "Service", "sluice-operator-metrics")
+    assert selector.items() <= service["metadata"]["labels"].items()
+    assert [p["name"] for p in service["spec"]["ports"]] == ["metrics"]
+
+
+def test_service_monitor_elsewhere_still_selects_the_release_namespace(render):
+    values = {"serviceMonitor": {"enabled": True, "interval": "15s", "namespace": "monitoring"}}
+    values["serviceMonitor"]["labels"] = {"release": "kube-prometheus-stack"}
+    monitor = find(render(CHART, {"metrics": values}, namespace="ops"), "ServiceMonitor")
+    assert monitor["metadata"]["namespace"] == "monitoring"
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["ops"]}
+    assert monitor["spec"]["endpoints"][0]["interval"] == "15s"
+
+
+@pytest.mark.parametrize("off", [{"enabled": False}, {"service": {"enabled": False}}])
+def test_no_service_monitor_without_the_metrics_service(render, off):
+    objects = render(CHART, {"metrics": {"serviceMonitor": {"enabled": True}, **off}})
+    assert not all_of(objects, "ServiceMonitor")
+
+
+def test_pod_monitor_scrapes_the_pipelines_jobs_in_every_namespace(render):
+    objects = render(
+        CHART, {"metrics": {"podMonitor": {"enabled": True}}}, release="sluice-operator", namespace="ops"
+    )
+    monitor = find(objects, "PodMonitor", "sluice-operator-pipelines")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["namespace"] == "ops"
+    assert monitor["spec"]["namespaceSelector"] == {"any": True}
+    assert monitor["spec"]["selector"] == {
+        "matchLabels": {
+            "app.kubernetes.io/managed-by": "sluice-operator",
+            "app.kubernetes.io/part-of": "sluice",
+        }
+    }
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint == {
+        "port": "metrics",
+        "path": "/metrics",
+        "interval": "30s",
+        "relabelings": [
+            {
+                "sourceLabels": ["__meta_kubernetes_pod_label_streaming_sluice_dev_pipeline"],
+                "targetLabel": "pipeline",
+                "action": "replace",
+            }
+        ],
+    }
+
+
+def test_pod_monitor_matches_the_pods_the_operator_makes(render):
+    """The selector and the relabelled label are those of a job pod the operator builds."""
+    from sluice_operator import manifests
+
+    monitor = find(render(CHART, {"metrics": {"podMonitor": {"enabled": True}}}), "PodMonitor")
+    pod_labels = manifests.labels(pipeline="orders", component="windowed")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    (source,) = endpoint["relabelings"][0]["sourceLabels"]
+    # Prometheus' meta label of a pod label: every character outside [a-zA-Z0-9_] becomes "_".
+    assert pod_labels[manifests.LABEL_PIPELINE] == "orders"
+    assert source == "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", manifests.LABEL_PIPELINE)
+
+
+def test_pod_monitor_follows_watch_namespace(render):
+    values = {"watchNamespace": "pipelines", "metrics": {"podMonitor": {"enabled": True, "interval": "1m"}}}
+    values["metrics"]["podMonitor"]["labels"] = {"release": "prom"}
+    monitor = find(render(CHART, values), "PodMonitor")
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["pipelines"]}
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["podMetricsEndpoints"][0]["interval"] == "1m"
+
+
+def _rules(objects) -> dict[str, dict]:
+    rule = find(objects, "PrometheusRule")
+    return {r["alert"]: r for group in rule["spec"]["groups"] for r in group["rules"]}
+
+
+def test_prometheus_rule_alerts(render):
+    objects = render(CHART, {"metrics": {"prometheusRule": {"enabled": True}}}, release="sluice-operator")
+    rule = find(objects, "PrometheusRule", "sluice-operator")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    alerts = _rules(objects)
+    assert {name: (a["expr"], a["for"], a["labels"]["severity"]) for name, a in alerts.items()} == {
+        "SluicePipelineStalled": ('sluice_pipeline_condition{condition="Stalled"} == 1', "1m", "critical"),
+        "SluicePipelineLagging": ('sluice_pipeline_condition{condition="Lagging"} == 1', "5m", "warning"),
+        "SluicePipelineNotReady": ('sluice_pipeline_condition{condition="Ready"} == 0', "10m", "warning"),
+        "SluiceReconcileErrors": ("rate(sluice_reconcile_errors_total[5m]) > 0", "15m", "warning"),
+    }
+    # Prometheus' own templates reach it untouched by Helm.
+    for name in ("SluicePipelineStalled", "SluicePipelineLagging", "SluicePipelineNotReady"):
+        for text in (alerts[name]["annotations"]["summary"], alerts[name]["annotations"]["description"]):
+            assert "{{ $labels.namespace }}/{{ $labels.pipeline }}" in text
+    assert "{{ $labels.instance }}" in alerts["SluiceReconcileErrors"]["annotations"]["description"]
+
+
+def test_prometheus_rule_durations_and_labels(render):
+    values = {"enabled": True, "stallFor": "2m", "lagFor": "15m", "labels": {"release": "prom"}}
+    objects = render(CHART, {"metrics": {"prometheusRule": values}})
+    assert find(objects, "PrometheusRule")["metadata"]["labels"]["release"] == "prom"
+    alerts = _rules(objects)
+    assert (alerts["SluicePipelineStalled"]["for"], alerts["SluicePipelineLagging"]["for"]) == ("2m", "15m")
+
+
+def test_prometheus_rule_exprs_name_exported_metrics(render):
+    alerts = _rules(render(CHART, {"metrics": {"prometheusRule": {"enabled": True}}}))
+    used = {name for a in alerts.values() for name in METRIC_NAME.findall(a["expr"])}
+    assert used == {"sluice_pipeline_condition", "sluice_reconcile_errors_total"}
+    assert used <= _operator_metric_names()
+
+
+def test_grafana_dashboard_config_map_holds_the_dashboard(render):
+    objects = render(
+        CHART,
+        {"metrics": {"grafanaDashboard": {"enabled": True}}},
+        release="sluice-operator",
+        namespace="ops",
+    )
+    config_map = find(objects, "ConfigMap", "sluice-operator-dashboard")
+    assert config_map["metadata"]["namespace"] == "ops"
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert list(config_map["data"]) == ["sluice-pipelines.json"]
+    assert json.loads(config_map["data"]["sluice-pipelines.json"]) == json.loads(DASHBOARD.read_text())
+
+
+def test_grafana_dashboard_namespace_and_labels(render):
+    values = {"enabled": True, "namespace": "grafana", "labels": {"dashboards": "sluice"}}
+    config_map = find(render(CHART, {"metrics": {"grafanaDashboard": values}}), "ConfigMap")
+    assert config_map["metadata"]["namespace"] == "grafana"
+    # Helm merges maps: the sidecar's default label stays unless set to null.
+    assert config_map["metadata"]["labels"]["dashboards"] == "sluice"
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+
+
+def test_every_monitoring_object_at_once(render):
+    objects = render(CHART, {"metrics": ALL_MONITORING})
+    assert sorted(o["kind"] for o in objects if o["kind"] in MONITORING_KINDS) == sorted(MONITORING_KINDS)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            {"metrics": {"serviceMonitor": {"enabled": "yes"}}},
+            "at '/metrics/serviceMonitor/enabled': got string, want boolean",
+        ),
+        (
+            {"metrics": {"serviceMonitor": {"namespace": "Mon_itoring"}}},
+            "at '/metrics/serviceMonitor/namespace'",
+        ),
+        (
+            {"metrics": {"serviceMonitor": {"scrapeTimeout": "10s"}}},
+            "at '/metrics/serviceMonitor': additional properties 'scrapeTimeout' not allowed",
+        ),
+        (
+            {"metrics": {"podMonitor": {"enabled": 1}}},
+            "at '/metrics/podMonitor/enabled': got number, want boolean",
+        ),
+        ({"metrics": {"podMonitor": {"interval": "often"}}}, "at '/metrics/podMonitor/interval'"),
+        (
+            {"metrics": {"prometheusRule": {"stallFor": 60}}},
+            "at '/metrics/prometheusRule/stallFor': got number, want string",
+        ),
+        ({"metrics": {"prometheusRule": {"lagFor": "5 minutes"}}}, "at '/metrics/prometheusRule/lagFor'"),
+        (
+            {"metrics": {"grafanaDashboard": {"labels": {"grafana_dashboard": 1}}}},
+            "at '/metrics/grafanaDashboard/labels/grafana_dashboard': got number, want string",
+        ),
+        (
+            {"metrics": {"grafanaDashboard": {"enabled": "true"}}},
+            "at '/metrics/grafanaDashboard/enabled': got string, want boolean",
+        ),
+    ],
+)
+def test_bad_monitoring_values_are_refused(render_error, values, message):
     assert message in render_error(CHART, values)

@@ -1,5 +1,5 @@
-"""The sluice-spark chart rendered with the real helm: one master, N workers, the UI Service and the shared
-checkpoint volume."""
+"""The sluice-spark chart rendered with the real helm: one master, N workers, the UI Service, the shared
+checkpoint volume, and the optional Prometheus servlet and PodMonitors."""
 
 from __future__ import annotations
 
@@ -132,4 +132,105 @@ def test_an_existing_checkpoint_claim_is_mounted_not_created(render):
     ],
 )
 def test_bad_values_are_refused_naming_the_value(render_error, values, message):
+    assert message in render_error(CHART, values)
+
+
+# --- Prometheus metrics (metrics.enabled: Spark's PrometheusServlet; metrics.podMonitor) ----------------------------
+
+SERVLET_OPTS = [
+    "-Dspark.metrics.conf.*.sink.prometheusServlet.class=org.apache.spark.metrics.sink.PrometheusServlet",
+    "-Dspark.metrics.conf.*.sink.prometheusServlet.path=/metrics/prometheus",
+    "-Dspark.metrics.conf.master.sink.prometheusServlet.path=/metrics/master/prometheus",
+    "-Dspark.metrics.conf.applications.sink.prometheusServlet.path=/metrics/applications/prometheus",
+]
+
+
+def _daemons(objects) -> dict[str, dict]:
+    return {
+        "master": container(find(objects, "Deployment", "sluice-spark-master"), "master"),
+        "worker": container(find(objects, "Deployment", "sluice-spark-worker"), "worker"),
+    }
+
+
+def test_no_metrics_servlet_nor_pod_monitor_by_default(render):
+    objects = render(CHART, release="sluice-spark")
+    assert not all_of(objects, "PodMonitor")
+    for c in _daemons(objects).values():
+        assert "SPARK_DAEMON_JAVA_OPTS" not in env_of(c)
+
+
+def test_metrics_turn_on_the_prometheus_servlet_of_master_and_workers(render):
+    objects = render(CHART, {"metrics": {"enabled": True}}, release="sluice-spark")
+    for c in _daemons(objects).values():
+        # spark-class hands SPARK_DAEMON_JAVA_OPTS to the master's and the workers' JVMs: system properties that
+        # Spark's metrics system reads as its configuration (spark.metrics.conf.<instance>.sink...).
+        assert env_of(c)["SPARK_DAEMON_JAVA_OPTS"].split() == SERVLET_OPTS
+    assert not all_of(objects, "PodMonitor")  # scraping is a choice of its own
+
+
+def test_pod_monitor_needs_the_servlet(render):
+    assert not all_of(render(CHART, {"metrics": {"podMonitor": {"enabled": True}}}), "PodMonitor")
+
+
+def test_pod_monitors_scrape_the_master_and_the_workers_web_ui(render):
+    objects = render(
+        CHART,
+        {"metrics": {"enabled": True, "podMonitor": {"enabled": True}}},
+        release="sluice-spark",
+        namespace="data",
+    )
+    master = find(objects, "PodMonitor", "sluice-spark-master")
+    workers = find(objects, "PodMonitor", "sluice-spark-worker")
+    for monitor, component in ((master, "master"), (workers, "worker")):
+        assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+        assert monitor["metadata"]["namespace"] == "data"
+        assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["data"]}
+        assert monitor["spec"]["selector"] == {
+            "matchLabels": {
+                "app.kubernetes.io/name": "sluice-spark",
+                "app.kubernetes.io/instance": "sluice-spark",
+                "app.kubernetes.io/component": component,
+            }
+        }
+    assert master["spec"]["podMetricsEndpoints"] == [
+        {"port": "ui", "path": "/metrics/master/prometheus", "interval": "30s"},
+        {"port": "ui", "path": "/metrics/applications/prometheus", "interval": "30s"},
+    ]
+    assert workers["spec"]["podMetricsEndpoints"] == [
+        {"port": "ui", "path": "/metrics/prometheus", "interval": "30s"}
+    ]
+    # The port named ui is each daemon's web UI port, where the servlet is served.
+    daemons = _daemons(objects)
+    assert {p["name"]: p["containerPort"] for p in daemons["master"]["ports"]}["ui"] == 8080
+    assert {p["name"]: p["containerPort"] for p in daemons["worker"]["ports"]}["ui"] == 8081
+    # Each selects its own Deployment's pods.
+    for monitor, name in ((master, "sluice-spark-master"), (workers, "sluice-spark-worker")):
+        deployment = find(objects, "Deployment", name)
+        assert monitor["spec"]["selector"] == deployment["spec"]["selector"]
+
+
+def test_pod_monitor_interval_and_labels(render):
+    values = {
+        "enabled": True,
+        "podMonitor": {"enabled": True, "interval": "1m", "labels": {"release": "prom"}},
+    }
+    for monitor in all_of(render(CHART, {"metrics": values}), "PodMonitor"):
+        assert monitor["metadata"]["labels"]["release"] == "prom"
+        assert {e["interval"] for e in monitor["spec"]["podMetricsEndpoints"]} == {"1m"}
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"metrics": {"enabled": "yes"}}, "at '/metrics/enabled': got string, want boolean"),
+        (
+            {"metrics": {"podMonitor": {"enabled": "true"}}},
+            "at '/metrics/podMonitor/enabled': got string, want boolean",
+        ),
+        ({"metrics": {"podMonitor": {"interval": "30"}}}, "at '/metrics/podMonitor/interval'"),
+        ({"metrics": {"podMonitor": {"labels": {"release": 1}}}}, "at '/metrics/podMonitor/labels/release'"),
+        ({"metrics": {"port": 9090}}, "at '/metrics': additional properties 'port' not allowed"),
+    ],
+)
+def test_bad_metrics_values_are_refused(render_error, values, message):
     assert message in render_error(CHART, values)

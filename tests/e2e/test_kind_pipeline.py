@@ -13,6 +13,7 @@ import json
 import math
 import re
 import statistics
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -238,7 +239,21 @@ def test_full_pipeline_creates_its_topics_and_runs_its_pods(kind_cluster, full):
 
     status = wait_for(running, timeout=120, what=f"{full.name} phase Running")
     assert status["jobsReady"] == "4/4", status
-    assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "True", status["conditions"]
+
+    def ready() -> dict | None:
+        status = kind_cluster.get("streamingpipeline", full.name).get("status", {})
+        return status if {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "True" else None
+
+    status = wait_for(ready, timeout=300, what=f"{full.name} Ready (running, neither stalled nor lagging)")
+    # Each job's progress, read from its consumer group, and the total in the LAG column.
+    progress = {job: status["components"][job]["progress"] for job in ("basic", "windowed", "anomaly")}
+    assert all(isinstance(p["lagRecords"], int) for p in progress.values()), progress
+    header, row = (
+        re.split(r"\s{2,}", line.strip())
+        for line in kind_cluster.kubectl("get", "spipe", full.name).stdout.splitlines()
+    )
+    assert header[:5] == ["NAME", "PHASE", "JOBS READY", "READY", "LAG"], header
+    assert row[4].isdigit(), row
     assert kind_cluster.pull_events() == []
 
 
@@ -468,3 +483,45 @@ def test_deleting_the_pipeline_removes_its_pods_topics_and_claim(kind_cluster, f
     )
     claims = kind_cluster.kubectl("get", "pvc", "-l", f"{LABEL}={full.name}", "-o", "name")
     assert claims.stdout.strip() == ""
+
+
+def test_a_pod_whose_image_is_missing_is_told_once_with_the_reason_in_its_status(kind_cluster):
+    """Last in the module: it makes the kubelet try a pull, which the tests above check never happens."""
+    name = "noimage"
+    topics = {
+        role: {"name": f"noimage-{role}"}
+        for role in ("source", "processed", "windowed", "alerts", "deadLetter")
+    }
+    kind_cluster.apply(
+        {
+            "apiVersion": "streaming.sluice.dev/v1alpha1",
+            "kind": "StreamingPipeline",
+            "metadata": {"name": name},
+            "spec": {
+                "kafka": {"topics": topics, "deletionPolicy": "Delete"},
+                "spark": {"image": "sluice/spark-jobs:0.0.0-missing", "imagePullPolicy": "IfNotPresent"},
+                "jobs": {job: {"enabled": False} for job in ("basic", "windowed", "anomaly")},
+                "checkpoints": {"deletionPolicy": "Delete"},
+            },
+        }
+    )
+
+    def told() -> list[dict] | None:
+        found = kind_cluster.get("events", "--field-selector", f"involvedObject.name={name}")["items"]
+        pulls = [e for e in found if e.get("reason") == "ImagePullBackOff"]
+        return pulls or None
+
+    try:
+        pulls = wait_for(told, timeout=300, what="an ImagePullBackOff Event on the pipeline")
+        status = kind_cluster.get("streamingpipeline", name)["status"]["components"]["generator"]
+        # the kubelet alternates between the two while it backs off
+        assert status["phase"] == "Pending" and status["reason"] in {"ImagePullBackOff", "ErrImagePull"}, (
+            status
+        )
+        assert "sluice/spark-jobs:0.0.0-missing" in status["message"], status
+        time.sleep(30)  # the kubelet keeps backing off; the operator tells it once
+        pulls = told()
+        assert len(pulls) == 1 and (pulls[0].get("count") or 1) == 1, pulls
+        assert pulls[0]["message"].startswith("generator: pod noimage-generator: "), pulls
+    finally:
+        _delete_pipeline(kind_cluster, name)

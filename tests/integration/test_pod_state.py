@@ -10,55 +10,31 @@ restart the job resumes from them: no batch run twice, no window emitted twice.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from sluice_operator import components, kafka_admin
 from sluice_operator.checkpoints import STATE_MOUNT
 from sluice_operator.manifests import pod_plan
 from sluice_operator.spec import parse_spec
+from support.kubelet import run_container
+from support.lab_pipeline import produce_events
+from support.prometheus import scraped
 
-from sluice_local.artifacts import connector_jars
 from sluice_local.checkpoints import committed_offsets
 from sluice_local.processes import free_ports
 from sluice_local.topics import read_all
-from spark_jobs.generator.model import GeneratorConfig
-from spark_jobs.generator.producer import run as produce
 
 pytestmark = pytest.mark.integration
 
 
 def pod_process(plan, volume: Path, log: Path) -> subprocess.Popen:
     (container,) = plan.manifest["spec"]["containers"]
-    program, flags = container["args"][:3], container["args"][3:]  # python3 -m spark_jobs.<job>, its flags
-    command = [sys.executable if c == "python3" else c for c in program]
-    args = [a.replace(STATE_MOUNT, str(volume)) for a in flags]
-    args += ["--jars", ",".join(str(j) for j in connector_jars())]  # baked into the image's pyspark
-    env = {**os.environ, **{e["name"]: e["value"] for e in container["env"] if "value" in e}}
-    env["PYSPARK_PYTHON"] = sys.executable
-    env["HOME"] = str(volume.parent)
-    env["SPARK_LOCAL_DIRS"] = str(volume.parent / "spark-local")
-    return subprocess.Popen(command + args, env=env, stdout=log.open("a"), stderr=subprocess.STDOUT)
-
-
-def scraped(port: int, name: str) -> float:
-    """The sum of a metric's samples as the job serves them on ``port`` (Prometheus' text format)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name
-    )
+    return run_container(container, volume, log)
 
 
 def snapshots(query: Path) -> dict[int, Path]:
@@ -75,23 +51,6 @@ def wait_until(check, timeout: float, what: str, process: subprocess.Popen, log:
             return result
         time.sleep(1)
     pytest.fail(f"timed out waiting for {what}:\n{log.read_text()[-3000:]}")
-
-
-def produce_events(bootstrap: str, topic: str, start: str, count: int) -> None:
-    summary = produce(
-        GeneratorConfig(
-            bootstrap_servers=bootstrap,
-            topic=topic,
-            devices=4,
-            rate=0,
-            count=count,
-            seed=3,
-            start_time=datetime.fromisoformat(start).replace(tzinfo=UTC),
-            interval_ms=50,
-        ),
-        handle_signals=False,
-    )
-    assert summary["failed"] == 0
 
 
 @pytest.mark.timeout(600)
@@ -130,7 +89,7 @@ def test_job_state_lands_on_the_volume_and_survives_a_restart(kafka_broker, tmp_
     assert plan.checkpoint_path == f"{STATE_MOUNT}/checkpoints/windowed/g0"
 
     # Run 1: 60 s of event time (1200 events); stop with SIGTERM, as the kubelet stops a pod.
-    produce_events(bootstrap, source, "2024-05-01T00:00:00", 1200)
+    produce_events(bootstrap, source, datetime(2024, 5, 1, tzinfo=UTC), 1200, seed=3)
     job = pod_process(plan, volume, log)
     try:
         wait_until(
@@ -177,7 +136,7 @@ def test_job_state_lands_on_the_volume_and_survives_a_restart(kafka_broker, tmp_
     assert emitted_first, "run 1 should have closed some windows"
 
     # Run 2 on the same volume: more events, later in event time.
-    produce_events(bootstrap, source, "2024-05-01T00:01:00", 1200)
+    produce_events(bootstrap, source, datetime(2024, 5, 1, 0, 1, tzinfo=UTC), 1200, seed=3)
     job = pod_process(plan, volume, log)
     try:
         wait_until(

@@ -10,19 +10,27 @@ in the cluster tier.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import threading
 import time
 import urllib.request
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import reference as ref
 import yaml
 from confluent_kafka import Producer
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from sluice_operator import kafka_admin
+from support.kubelet import run_container
+from support.lab_pipeline import produce_events
 from support.operator_process import (
     GROUP,
     PLURAL,
@@ -39,8 +47,11 @@ from support.operator_process import (
     start_operator,
     stop_operator,
 )
+from support.outputs import assert_same_records, records_by_key
+from support.prometheus import scraped
 
 from sluice_local.processes import free_ports
+from sluice_local.topics import read_all
 from spark_jobs.progress import GroupCommitter, commit_metadata
 
 pytestmark = pytest.mark.k8s
@@ -98,6 +109,57 @@ def absent(read: Callable[[], object]) -> bool:
 
 def condition(cr: dict, kind: str) -> dict:
     return next(c for c in cr.get("status", {}).get("conditions", []) if c["type"] == kind)
+
+
+# --- a steady pipeline: quiet for the whole module ----------------------------------------------------------------
+
+#: How long the steady pipeline is watched: from the module's first test to its last (the last test waits out the
+#: rest). At the operator's 1 s interval here that is 300 passes, ten times a 5-minute run's at the chart's 10 s.
+STEADY_SECONDS = 300
+
+
+@pytest.fixture(scope="module")
+def steady(control_plane, operator, k8s_api, module_namespace, kafka_broker, tmp_path_factory):
+    """A pipeline made Ready at the module's start and then left alone: its Events and the operator's log lines
+    about it, as they stood once it was Ready."""
+    api = {"core": client.CoreV1Api(k8s_api), "custom": client.CustomObjectsApi(k8s_api)}
+    namespace = module_namespace
+    body = manifest("steady", kafka_broker.bootstrap_servers, generator={"enabled": False})
+    assert apply(control_plane, namespace, body, tmp_path_factory.mktemp("steady")).returncode == 0
+    found = wait_for(
+        lambda: len(pods(api, namespace, "steady")) == 3 and pods(api, namespace, "steady"), what="pods"
+    )
+    api["core"].patch_namespaced_persistent_volume_claim_status(
+        "steady-checkpoints", namespace, {"status": {"phase": "Bound"}}
+    )
+    for pod in found.values():
+        set_running(api, namespace, pod.metadata.name, since=datetime.now(UTC))
+    wait_for(
+        lambda: condition(get_cr(api, namespace, "steady"), "Ready")["status"] == "True", what="steady Ready"
+    )
+    wait_for(lambda: ("Ready", READY) in events(api, namespace, "steady"), what="the Ready Event")
+    time.sleep(3)  # the pass after Ready has written its status
+    return {
+        "api": api,
+        "namespace": namespace,
+        "since": time.monotonic(),
+        "events": event_counts(api, namespace, "steady"),
+        "log_size": operator["log"].stat().st_size,
+    }
+
+
+READY = "the pipeline is running and keeps up"
+
+
+def event_counts(api, namespace: str, name: str) -> list[tuple[str, str, int]]:
+    """Each Event about ``name``: its reason, message and count (a repeated Event counts up in place)."""
+    found = api["core"].list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
+    return sorted((e.reason, e.message, e.count or 1) for e in found.items)
+
+
+def test_a_pipeline_that_becomes_ready_says_so_once(steady):
+    ready = [e for e in steady["events"] if e[0] == "Ready"]
+    assert ready == [("Ready", READY, 1)]
 
 
 # --- the lifecycle of a pipeline ----------------------------------------------------------------------------------
@@ -343,12 +405,11 @@ JOBS = ("basic", "windowed", "anomaly")
 
 
 @pytest.mark.timeout(300)
-def test_the_status_reports_each_jobs_lag_from_kafka_and_a_stalled_job_is_restarted(
+def test_the_status_reports_each_jobs_lag_from_kafka_and_the_metrics_go_with_the_pipeline(
     control_plane, operator, api, namespace, kafka_broker, tmp_path
 ):
     """No job runs here: the records a job has processed are committed to its consumer group by hand, with the
-    jobs' own committer and metadata, and a stalled job is a pod reported running for longer than stallSeconds
-    while records wait."""
+    jobs' own committer and metadata (a job that runs, and stalls: the next test)."""
     bootstrap = kafka_broker.bootstrap_servers
     body = manifest(
         "lagged", bootstrap, generator={"enabled": False}, slo={"maxLagRecords": 50, "stallSeconds": 300}
@@ -408,20 +469,177 @@ def test_the_status_reports_each_jobs_lag_from_kafka_and_a_stalled_job_is_restar
         f"Lagging: {lagging}",
     )
 
-    # windowed has run for 400 s (more than stallSeconds) and committed nothing while records wait: Stalled, and
-    # its pod is replaced, a counted restart with a Warning Event that says why.
-    old = pods(api, namespace, "lagged")["windowed"].metadata.uid
-    set_running(api, namespace, "lagged-windowed", since=datetime.now(UTC) - timedelta(seconds=400))
-    wait_for(
-        lambda: (p := pods(api, namespace, "lagged").get("windowed")) is not None and p.metadata.uid != old,
-        what="windowed replaced",
+    # The operator's metrics carry the pipeline while it exists, and nothing of it once it is deleted.
+    def series() -> list[str]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{operator['metrics_port']}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        return [line for line in text.splitlines() if f'namespace="{namespace}",pipeline="lagged"' in line]
+
+    assert any(
+        line.startswith("sluice_pipeline_lag_records") and 'component="anomaly"' in line for line in series()
     )
-    stalled = [m for r, m in events(api, namespace, "lagged") if r == "Stalled"]
-    assert len(stalled) == 1 and stalled[0].startswith(
-        "windowed: stalled (60 records waiting and no micro-batch"
+    assert any(
+        line.startswith("sluice_pipeline_condition{") and 'condition="Lagging"' in line for line in series()
     )
-    assert stalled[0].endswith("(stallSeconds: 300)); replacing its pod (restart 1)")
-    assert get_cr(api, namespace, "lagged")["status"]["components"]["windowed"]["restarts"] == 1
+    api["custom"].delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "lagged")
+    wait_for(lambda: absent(lambda: get_cr(api, namespace, "lagged")), what="lagged deleted")
+    time.sleep(2)  # a timer pass under way during the delete has ended
+    assert series() == []
+
+
+# --- a job run from the pod the operator built: progress, metrics, a stall ----------------------------------------
+
+
+class PodRunner:
+    """The kubelet of one component's pods, on a thread: runs each new pod's container as a process
+    (:func:`support.kubelet.run_container`), reports it Running, and kills the process when its pod is deleted."""
+
+    def __init__(self, api, namespace: str, pipeline: str, component: str, volume: Path, log: Path) -> None:
+        self.api, self.namespace, self.pipeline, self.component = api, namespace, pipeline, component
+        self.volume, self.log = volume, log
+        self.uid: str | None = None
+        self.process: subprocess.Popen | None = None
+        self.started = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PodRunner:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._kill()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            try:
+                self.sync()
+            except ApiException:
+                continue  # the next round reads again
+
+    def sync(self) -> None:
+        pod = pods(self.api, self.namespace, self.pipeline).get(self.component)
+        if self.uid is not None and (pod is None or pod.metadata.uid != self.uid):
+            self._kill()  # its pod is gone: the container goes with it
+        if pod is not None and pod.metadata.uid != self.uid:
+            container = client.ApiClient().sanitize_for_serialization(pod.spec.containers[0])
+            self.process = run_container(container, self.volume, self.log)
+            self.uid, self.started = pod.metadata.uid, self.started + 1
+            set_running(self.api, self.namespace, pod.metadata.name, since=datetime.now(UTC))
+
+    def _kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)  # a stopped process dies of SIGKILL too
+            self.process.wait(30)
+        self.process, self.uid = None, None
+
+
+def windowed_progress(api, namespace: str, name: str) -> dict:
+    return get_cr(api, namespace, name)["status"]["components"]["windowed"].get("progress") or {}
+
+
+@pytest.mark.timeout(900)
+def test_a_job_run_from_its_pod_reports_its_progress_and_is_restarted_when_it_stalls(
+    control_plane, operator, api, namespace, kafka_broker, tmp_path
+):
+    """The windowed job runs as a process from the container the operator built (``support.kubelet``): its lag in
+    the status falls to 0 after a burst, its metrics count what the producer delivered; stopped (SIGSTOP) while
+    input flows, it is Stalled after stallSeconds and its pod replaced, and the pipeline is Ready again with every
+    window written once."""
+    bootstrap = kafka_broker.bootstrap_servers
+    (metrics_port,) = free_ports(1)
+    body = manifest(
+        "live",
+        bootstrap,
+        generator={"enabled": False},
+        jobs={
+            "basic": {"enabled": False},
+            "anomaly": {"enabled": False},
+            "windowed": {"trigger": "2s", "statusWindow": "1m"},
+        },
+        input={"maxEventBehind": "none"},  # the events are dated 2024-05-01 and produced now
+        spark={"driver": {"cores": 1, "memory": "1g"}},
+        slo={"stallSeconds": 30},
+        monitoring={"metricsPort": metrics_port},
+    )
+    assert apply(control_plane, namespace, body, tmp_path).returncode == 0
+    topics = body["spec"]["kafka"]["topics"]
+    source, output = topics["source"]["name"], topics["windowed"]["name"]
+    wait_for(lambda: "windowed" in pods(api, namespace, "live"), what="the windowed pod")
+    api["core"].patch_namespaced_persistent_volume_claim_status(
+        "live-checkpoints", namespace, {"status": {"phase": "Bound"}}
+    )
+    volume = tmp_path / "pvc"
+    volume.mkdir()
+    start = datetime(2024, 5, 1, tzinfo=UTC)
+
+    def ready() -> bool:
+        return condition(get_cr(api, namespace, "live"), "Ready")["status"] == "True"
+
+    with PodRunner(api, namespace, "live", "windowed", volume, tmp_path / "windowed.log") as runner:
+        delivered = produce_events(bootstrap, source, start, 1200, seed=5)
+        wait_for(
+            lambda: (
+                windowed_progress(api, namespace, "live").get("lagRecords") == 0
+                and windowed_progress(api, namespace, "live").get("lastProgressTime")
+            ),
+            timeout=300,
+            what="the job to catch up",
+        )
+        wait_for(
+            lambda: scraped(metrics_port, "sluice_job_input_rows_total") >= delivered, what="the metrics"
+        )
+        assert (
+            scraped(metrics_port, "sluice_job_input_rows_total") == delivered
+        )  # what the producer delivered
+        wait_for(ready, what="Ready")
+
+        # Stopped while input flows: Stalled once stallSeconds (30) pass without a commit; the pod is replaced.
+        os.killpg(runner.process.pid, signal.SIGSTOP)
+        delivered += produce_events(bootstrap, source, start + timedelta(seconds=60), 1200, seed=6)
+        stalled = wait_for(
+            lambda: [m for r, m in events(api, namespace, "live") if r == "Stalled"],
+            timeout=120,
+            what="Stalled",
+        )
+        idle = int(re.search(r"no micro-batch committed in the last (\d+) s", stalled[0]).group(1))
+        assert 30 <= idle <= 40, stalled  # stallSeconds, plus at most one reconcile (1 s here) and its reads
+        wait_for(lambda: runner.started == 2, what="the new pod running")
+        assert get_cr(api, namespace, "live")["status"]["components"]["windowed"]["restarts"] == 1
+
+        # Two late flushes move the watermark past every window of the bursts; the job is Ready and caught up.
+        for minute in (10, 11):
+            delivered += produce_events(bootstrap, source, start + timedelta(minutes=minute), 4, seed=minute)
+            wait_for(
+                lambda: windowed_progress(api, namespace, "live").get("lagRecords") == 0,
+                timeout=300,
+                what=f"the flush at minute {minute} processed",
+            )
+        wait_for(ready, what="Ready again")
+
+    # No window lost, none written twice: the tumbling windows of the bursts, as the reference computes them.
+    parsed = [ref.parse_record(m.value()) for m in read_all(bootstrap, source, timeout=60)]
+    assert len(parsed) == delivered
+    events_ = [p.event for p in parsed if p.event is not None]
+    cut = ref.timestamp_us("2024-05-01T00:05:00Z")
+    expected = {
+        k: v
+        for k, v in ref.tumbling_records([events_], TUMBLING).items()
+        if ref.timestamp_us(v["window_start"]) < cut
+    }
+    written = records_by_key(read_all(bootstrap, output, timeout=60))
+    actual = {
+        k: v
+        for k, v in written.items()
+        if v["aggregation"] == "tumbling" and ref.timestamp_us(v["window_start"]) < cut
+    }
+    assert len(expected) == 4 * 12  # 4 devices, 120 s of events in 10 s windows
+    assert_same_records(actual, expected, "tumbling windows after the stall")
+
+
+TUMBLING = ref.Windowing(ref.seconds(10), ref.seconds(10), ref.seconds(10))
 
 
 @pytest.mark.timeout(300)
@@ -759,3 +977,18 @@ def test_samples_listing_matches_the_readme(control_plane, operator, api, namesp
     listed = control_plane.kubectl("get", "spipe", "-n", namespace).stdout
     rows = [re.split(r"\s{2,}", line.strip())[:-1] for line in listed.strip().splitlines()]
     assert rows == _readme_listing(), listed
+
+
+@pytest.mark.timeout(STEADY_SECONDS + 120)
+def test_a_steady_pipeline_posts_no_event_and_logs_nothing(steady, operator):
+    """Last in the module: the steady pipeline has been left alone since the first test."""
+    left = STEADY_SECONDS - (time.monotonic() - steady["since"])
+    if left > 0:
+        time.sleep(left)
+    api, namespace = steady["api"], steady["namespace"]
+    assert condition(get_cr(api, namespace, "steady"), "Ready")["status"] == "True"
+    assert event_counts(api, namespace, "steady") == steady["events"]
+    with operator["log"].open() as log:
+        log.seek(steady["log_size"])
+        about = [line for line in log if f"[{namespace}/steady]" in line]
+    assert about == [], "".join(about[:20])

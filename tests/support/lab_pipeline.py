@@ -13,6 +13,7 @@ import subprocess
 import uuid
 from collections import Counter
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 import reference as ref
@@ -24,6 +25,8 @@ from sluice_operator.kafka_admin import DesiredTopic, ensure_topics
 from sluice_operator.spec import PipelineSpec, parse_spec
 
 from sluice_local.job_process import job_environment, local_command
+from spark_jobs.generator.model import GeneratorConfig
+from spark_jobs.generator.producer import run as produce
 
 JOBS = ("basic", "windowed", "anomaly")
 OUTPUT_TOPIC = {"basic": "processed", "windowed": "windowed", "anomaly": "alerts"}
@@ -48,6 +51,26 @@ def create_topics(bootstrap: str, prefix: str) -> dict[str, str]:
         timeout=30,
     )
     return topics
+
+
+def produce_events(bootstrap: str, topic: str, start: datetime, count: int, seed: int) -> int:
+    """``count`` valid events of 4 devices, 50 ms apart in event time from ``start`` (the generator, flat out);
+    how many Kafka acknowledged."""
+    summary = produce(
+        GeneratorConfig(
+            bootstrap_servers=bootstrap,
+            topic=topic,
+            devices=4,
+            rate=0,
+            count=count,
+            seed=seed,
+            start_time=start,
+            interval_ms=50,
+        ),
+        handle_signals=False,
+    )
+    assert summary["failed"] == 0, summary
+    return summary["delivered"]
 
 
 def lab_spec(bootstrap: str, topics: dict[str, str], *, generator: dict, every_job: dict) -> PipelineSpec:

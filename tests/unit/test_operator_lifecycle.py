@@ -187,7 +187,7 @@ def test_a_job_that_lost_source_data_is_not_restarted_and_says_what_is_gone():
 
 def test_a_stalled_running_job_is_replaced_at_once_and_counted():
     running = ObservedPod("Running", "h1", running_since=T0)
-    why = "50 records waiting and no micro-batch committed for 400 s (stallSeconds: 300)"
+    why = "50 records waiting and no micro-batch committed in the last 400 s (stallSeconds: 300)"
     d = step(
         running, ComponentRecord(restarts=1, config_hash="h1"), now=T0 + timedelta(seconds=400), stalled=why
     )

@@ -161,6 +161,7 @@ def test_a_fresh_pipeline_gets_its_claim_and_a_pod_per_component():
         "configHash": created_hash,
         "pod": "lab-basic",
         "phase": "Pending",
+        "reason": "Created",
         "message": "basic: creating its pod",
         "lastStart": "2024-01-01T00:00:00+00:00",
         "checkpointPath": "/var/lib/sluice/checkpoints/basic/g0",
@@ -179,13 +180,25 @@ def test_a_fresh_pipeline_gets_its_claim_and_a_pod_per_component():
 
 def test_a_failed_pod_waits_out_its_backoff_then_is_replaced():
     steady = decide(Observed(topics=UNCHANGED, claim=BOUND, pods=running()))
-    assert (steady.actions, steady.events, steady.status["phase"]) == ((), (), "Running")
-    assert condition(steady, "Ready") == ("Ready", "True", "Ready", "the pipeline is running and keeps up")
+    ready = "the pipeline is running and keeps up"
+    assert (steady.actions, steady.events, steady.status["phase"]) == (
+        (),
+        (Event(NORMAL, "Ready", ready),),
+        "Running",
+    )
+    assert condition(steady, "Ready") == ("Ready", "True", "Ready", ready)
+    assert steady.standing == {"Ready"}
 
     failed = running(basic="Failed")
-    first = decide(Observed(topics=UNCHANGED, claim=BOUND, pods=failed), remembered=steady.components)
+    first = decide(
+        Observed(topics=UNCHANGED, claim=BOUND, pods=failed),
+        remembered=steady.components,
+        standing=steady.standing,
+    )
     assert first.actions == ()
-    assert first.events == (Event(WARNING, "BackOff", "basic: pod failed; restart 1 in 10 s"),)
+    backoff = "basic: pod failed; restart 1 in 10 s"
+    assert first.events == (Event(WARNING, "BackOff", backoff), Event(WARNING, "Degraded", backoff))
+    assert first.standing == {"Degraded"}
     basic = first.status["components"]["basic"]
     assert (basic["phase"], basic["nextRestart"], basic["restarts"]) == (
         "BackOff",
@@ -202,6 +215,7 @@ def test_a_failed_pod_waits_out_its_backoff_then_is_replaced():
         remembered=first.components,
         status=steady.status,
         now=T0 + timedelta(seconds=4),
+        standing=first.standing,
     )
     assert (later.actions, later.events) == ((), ())
     basic = later.status["components"]["basic"]
@@ -214,6 +228,7 @@ def test_a_failed_pod_waits_out_its_backoff_then_is_replaced():
         Observed(topics=UNCHANGED, claim=BOUND, pods=failed),
         remembered=later.components,
         now=T0 + timedelta(seconds=10),
+        standing=later.standing,
     )
     assert [(a.kind, a.name, a.event) for a in due.actions] == [
         (DELETE_POD, "lab-basic", Event(NORMAL, "Restarting", "basic: replacing its failed pod (restart 1)"))
@@ -245,11 +260,18 @@ def test_the_restart_limit_is_told_once_and_named_by_the_jobs_running_condition(
     spent = {"basic": ComponentStatus(record=ComponentRecord(restarts=3))}
     plan = decide(Observed(topics=UNCHANGED, claim=BOUND, pods=failed), remembered=spent)
     message = "basic: failed after 3 restarts; not restarting again (restartPolicy.maxAttempts is 3)"
-    assert (plan.actions, plan.events) == ((), (Event(WARNING, "RestartLimitReached", message),))
+    assert (plan.actions, plan.events) == (
+        (),
+        (Event(WARNING, "RestartLimitReached", message), Event(WARNING, "Degraded", message)),
+    )
     assert conditions(plan)[2] == ("JobsRunning", "False", "RestartLimitReached", message)
     assert (plan.status["phase"], plan.status["components"]["basic"]["gaveUp"]) == ("Degraded", True)
 
-    again = decide(Observed(topics=UNCHANGED, claim=BOUND, pods=failed), remembered=plan.components)
+    again = decide(
+        Observed(topics=UNCHANGED, claim=BOUND, pods=failed),
+        remembered=plan.components,
+        standing=plan.standing,
+    )
     assert (again.actions, again.events) == ((), ())
 
 
@@ -310,8 +332,14 @@ def test_an_invalid_spec_is_reported_and_nothing_is_done():
             },
         ],
     }
-    assert (plan.actions, plan.events) == ((), (Event(WARNING, "InvalidSpec", message),))
-    assert (plan.components, plan.reported, plan.retry) == (remembered, frozenset({"x"}), None)
+    told = f"invalid:{message}"
+    assert (plan.actions, plan.events) == ((), (Event(WARNING, "InvalidSpec", message, once=told),))
+    assert (plan.components, plan.reported, plan.retry) == (remembered, frozenset({"x", told}), None)
+    # the timer's next pass tells nothing new; a valid spec forgets it, so the same mistake made later is told
+    again = decide(None, spec=spec, problems=problems, remembered=remembered, reported=plan.reported)
+    assert (again.events, again.reported) == ((), plan.reported)
+    fixed = decide(Observed(topics=UNCHANGED, claim=BOUND, pods=running()), reported=plan.reported)
+    assert fixed.reported == frozenset({"x"})
 
 
 def test_a_spec_that_does_not_parse_is_invalid_too():
@@ -319,9 +347,8 @@ def test_a_spec_that_does_not_parse_is_invalid_too():
     assert (spec, problems) == (None, ["spec.kafka.topics.source.partitions: 0 must be at least 1"])
     plan = decide(None, spec=None, problems=problems)
     assert plan.status["phase"] == "Invalid"
-    assert plan.events == (
-        Event(WARNING, "InvalidSpec", "spec.kafka.topics.source.partitions: 0 must be at least 1"),
-    )
+    why = "spec.kafka.topics.source.partitions: 0 must be at least 1"
+    assert plan.events == (Event(WARNING, "InvalidSpec", why, once=f"invalid:{why}"),)
 
 
 def test_a_standing_topic_refusal_is_told_once():
@@ -522,10 +549,13 @@ def test_lost_source_data_degrades_the_pipeline_with_one_event():
         "windowed: Could not read records in offset [5, 9) for topic partition x-0. Not restarting: set "
         "input.failOnDataLoss: false to skip what is gone and go on"
     )
-    assert (plan.actions, plan.events) == ((), (Event(WARNING, "SourceDataLost", message),))
+    assert (plan.actions, plan.events) == (
+        (),
+        (Event(WARNING, "SourceDataLost", message), Event(WARNING, "Degraded", message)),
+    )
     assert plan.status["phase"] == "Degraded"
     assert ("JobsRunning", "False", "SourceDataLost", message) in conditions(plan)
-    again = decide(seen, remembered=plan.components)
+    again = decide(seen, remembered=plan.components, standing=plan.standing)
     assert again.events == () and again.status["phase"] == "Degraded"  # told once
 
 
@@ -614,21 +644,34 @@ def test_each_jobs_progress_goes_into_its_status_and_the_conditions_against_the_
         ("Lagging", "True", "Lagging", lagging),
         ("Ready", "False", "Lagging", f"Lagging: {lagging}"),
     ]
-    assert (plan.actions, plan.events, plan.status["phase"]) == ((), (), "Running")
+    assert (plan.actions, plan.events, plan.status["phase"]) == (
+        (),
+        (Event(WARNING, "Lagging", lagging),),
+        "Running",
+    )
     # the base of the next rates: basic's new reading (10 s on); the others' first
     assert plan.readings == {c: observed.readings[c] for c in ("basic", "windowed", "anomaly")}
 
 
 def test_a_stalled_job_is_restarted_with_a_warning_and_counted():
     spec = parse_spec({**RAW, "slo": {"stallSeconds": 60}})
-    commit = Commit(batch_id=9, at=T0 - timedelta(seconds=90), watermark=None)
+    commit = Commit(batch_id=9, at=T0 - timedelta(seconds=300), watermark=None)
     started = T0 - timedelta(seconds=600)
-    readings = {j: reading(T0, 1_500, commit=commit) for j in ("basic", "anomaly")}
-    readings["windowed"] = reading(T0, 900, commit=commit)  # 600 waiting, last commit 90 s ago
-    observed = Observed(topics=UNCHANGED, claim=BOUND, pods=running(spec, started=started), readings=readings)
-    plan = decide(observed, spec=spec)
+    pods_ = running(spec, started=started)
 
-    why = "600 records waiting and no micro-batch committed for 90 s (stallSeconds: 60)"
+    def seen(at: datetime) -> Observed:
+        readings = {j: reading(at, 1_500, commit=commit) for j in ("basic", "anomaly")}
+        readings["windowed"] = reading(at, 900, commit=commit)  # 600 waiting, its last commit 300 s ago
+        return Observed(topics=UNCHANGED, claim=BOUND, pods=pods_, readings=readings)
+
+    # 90 s ago a pass first saw windowed's records waiting (it had been idle, with nothing to read, since its
+    # last commit): not stalled then; 90 s on, with nothing committed, it is.
+    first = decide(seen(T0 - timedelta(seconds=90)), spec=spec, now=T0 - timedelta(seconds=90))
+    assert first.actions == () and condition(first, "Stalled")[1] == "False"
+    plan = decide(seen(T0), spec=spec, remembered=first.components, standing=first.standing)
+    readings = seen(T0).readings
+
+    why = "600 records waiting and no micro-batch committed in the last 90 s (stallSeconds: 60)"
     message = f"windowed: stalled ({why}); replacing its pod (restart 1)"
     assert [(a.kind, a.name, a.event) for a in plan.actions] == [
         (DELETE_POD, "lab-windowed", Event(WARNING, "Stalled", message))
@@ -636,6 +679,8 @@ def test_a_stalled_job_is_restarted_with_a_warning_and_counted():
     windowed = plan.status["components"]["windowed"]
     assert (windowed["phase"], windowed["restarts"], windowed["message"]) == ("Restarting", 1, message)
     assert condition(plan, "Stalled") == ("Stalled", "True", "Stalled", f"windowed: {why}")
+    # the pipeline, Ready before, became Degraded (a job restarting); the restart's Event already says it stalled
+    assert plan.events == (Event(WARNING, "Degraded", message),)
     assert condition(plan, "Ready") == ("Ready", "False", "Starting", "JobsRunning: 3/4 components running")
     assert plan.status["phase"] == "Degraded"
 
@@ -656,3 +701,95 @@ def test_a_stalled_job_is_restarted_with_a_warning_and_counted():
     assert again.actions == ()
     assert condition(again, "Stalled")[1] == "False"
     assert again.status["components"]["windowed"]["restarts"] == 1
+
+
+def with_status(pod_: dict, uid: str, **status) -> dict:
+    return {**pod_, "metadata": {**pod_["metadata"], "uid": uid}, "status": {**pod_["status"], **status}}
+
+
+def test_a_pod_that_cannot_start_is_told_once_per_pod_with_the_reason_in_its_status():
+    message = 'Back-off pulling image "registry.example/sluice/spark-jobs:9.9"'
+    waiting = {"state": {"waiting": {"reason": "ImagePullBackOff", "message": message}}}
+    stuck = with_status(pod("anomaly", "Pending"), "u1", containerStatuses=[waiting])
+    seen = Observed(topics=UNCHANGED, claim=BOUND, pods={**running(), "anomaly": stuck})
+    first = decide(seen)
+    told = Event(
+        WARNING, "ImagePullBackOff", f"anomaly: pod lab-anomaly: {message}", once="pod:u1:ImagePullBackOff"
+    )
+    assert first.events == (told,)
+    anomaly = first.status["components"]["anomaly"]
+    assert (anomaly["phase"], anomaly["reason"], anomaly["message"]) == (
+        "Pending",
+        "ImagePullBackOff",
+        f"anomaly: pending; ImagePullBackOff: {message}",
+    )
+    # the next passes do not tell it again; a new pod with the same problem is a new occurrence
+    again = decide(seen, reported=first.reported, standing=first.standing, remembered=first.components)
+    assert again.events == ()
+    renewed = Observed(topics=UNCHANGED, claim=BOUND, pods={**running(), "anomaly": with_status(stuck, "u2")})
+    later = decide(renewed, reported=again.reported, standing=again.standing, remembered=again.components)
+    assert [e.once for e in later.events] == ["pod:u2:ImagePullBackOff"]
+    assert later.reported == frozenset({"pod:u2:ImagePullBackOff"})  # u1 is gone: forgotten
+
+
+def test_an_unschedulable_pod_and_an_oom_killed_container_are_told():
+    unschedulable = with_status(
+        pod("windowed", "Pending"),
+        "u3",
+        conditions=[
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": "0/1 nodes are available: 1 Insufficient cpu.",
+            }
+        ],
+    )
+    killed = with_status(
+        pod("basic", "Failed"),
+        "u4",
+        phase="Failed",
+        containerStatuses=[{"state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}],
+    )
+    plan = decide(
+        Observed(
+            topics=UNCHANGED, claim=BOUND, pods={**running(), "windowed": unschedulable, "basic": killed}
+        )
+    )
+    oom = (
+        "basic: pod lab-basic: its container used more memory than its limit (1408Mi) and was killed; raise "
+        "spec.spark.driver.memory (the pod's limit is the heap plus 384 MiB)"
+    )
+    assert [e for e in plan.events if e.once] == [
+        Event(WARNING, "OOMKilled", oom, once="pod:u4:OOMKilled"),
+        Event(
+            WARNING,
+            "Unschedulable",
+            "windowed: pod lab-windowed: 0/1 nodes are available: 1 Insufficient cpu.",
+            once="pod:u3:Unschedulable",
+        ),
+    ]
+    assert plan.status["components"]["basic"]["reason"] == "OOMKilled"
+    assert plan.status["components"]["windowed"]["reason"] == "Unschedulable"
+
+
+def test_entering_ready_and_lagging_is_told_once_each_time_and_not_again_after_an_operator_restart():
+    spec = parse_spec({**RAW, "slo": {"maxLagRecords": 100}})
+    started = T0 - timedelta(seconds=30)
+
+    def seen(committed: int) -> Observed:
+        readings = {j: reading(T0, committed) for j in ("basic", "windowed", "anomaly")}
+        return Observed(topics=UNCHANGED, claim=BOUND, pods=running(spec, started=started), readings=readings)
+
+    ready = decide(seen(1_500), spec=spec)
+    assert ready.events == (Event(NORMAL, "Ready", "the pipeline is running and keeps up"),)
+    steady = decide(seen(1_500), spec=spec, standing=ready.standing)
+    assert steady.events == ()
+    behind = decide(seen(1_200), spec=spec, standing=steady.standing)  # 300 behind each
+    assert [(e.type, e.reason) for e in behind.events] == [(WARNING, "Lagging")]
+    assert behind.standing == {"Lagging"}
+    caught_up = decide(seen(1_500), spec=spec, standing=behind.standing)
+    assert caught_up.events == (Event(NORMAL, "Ready", "the pipeline is running and keeps up"),)
+    # the operator restarted: no memory, the status in hand says Ready: nothing to tell
+    restarted = decide(seen(1_500), spec=spec, status=caught_up.status, standing=None)
+    assert restarted.events == ()

@@ -58,24 +58,41 @@ def test_rates_come_from_two_readings_and_freshness_from_the_watermark():
     )
     # written 2,000 -> 3,000 in 20 s: 50/s; processed 1,850 -> 2,850: 50/s; lag 100 + 50.
     assert progress(now, before) == Progress(
-        lag_records=150, input_rate=50.0, processed_rate=50.0, last_progress=at(18), freshness_seconds=32.0
+        lag_records=150,
+        input_rate=50.0,
+        processed_rate=50.0,
+        last_progress=at(18),
+        freshness_seconds=32.0,
+        waiting_since=at(20),  # records wait, and no earlier pass saw them waiting
     )
 
 
 def test_without_a_previous_reading_or_after_offsets_went_back_there_is_no_rate():
     now = Reading(at=at(10), end={0: 10}, start={0: 0}, committed={0: 5})
-    assert progress(now) == Progress(lag_records=5)
+    assert progress(now) == Progress(lag_records=5, waiting_since=at(10))
     went_back = Reading(at=T0, end={0: 500}, start={0: 0}, committed={0: 400})
-    assert progress(now, went_back) == Progress(lag_records=5)
+    assert progress(now, went_back) == Progress(lag_records=5, waiting_since=at(10))
+
+
+def test_records_wait_since_the_first_pass_that_saw_them_until_one_sees_none():
+    def seen(seconds: float, committed: int) -> Reading:
+        return Reading(at=at(seconds), end={0: 100}, start={0: 0}, committed={0: committed})
+
+    first = progress(seen(0, 90))
+    assert first.waiting_since == at(0)
+    assert progress(seen(10, 95), earlier=first).waiting_since == at(0)  # still waiting: since 0 s
+    caught_up = progress(seen(20, 100), earlier=first)
+    assert caught_up.waiting_since is None
+    assert progress(seen(30, 99), earlier=caught_up).waiting_since == at(30)  # waiting anew
 
 
 SLO = Slo(stall_seconds=300, max_lag_records=1_000, max_freshness_seconds=60)
 STARTED, NOW = at(0), at(400)
 
 
-def verdict(lag, *, last=None, fresh=None, running_since=STARTED, now=NOW, slo=SLO):
+def verdict(lag, *, last=None, fresh=None, running_since=STARTED, now=NOW, slo=SLO, waiting_since=None):
     return judge(
-        Progress(lag_records=lag, last_progress=last, freshness_seconds=fresh),
+        Progress(lag_records=lag, last_progress=last, freshness_seconds=fresh, waiting_since=waiting_since),
         slo=slo,
         running_since=running_since,
         now=now,
@@ -92,7 +109,7 @@ def test_a_running_job_with_input_waiting_stalls_after_stall_seconds_without_a_c
     assert not verdict(5, last=at(100), now=at(399)).stalled
     v = verdict(5, last=at(100), now=at(400))
     assert (v.progressing, v.stalled) == (False, True)
-    assert v.message == "5 records waiting and no micro-batch committed for 300 s (stallSeconds: 300)"
+    assert v.message == "5 records waiting and no micro-batch committed in the last 300 s (stallSeconds: 300)"
 
 
 def test_a_job_restarted_after_its_last_commit_gets_stall_seconds_from_its_start():
@@ -100,6 +117,12 @@ def test_a_job_restarted_after_its_last_commit_gets_stall_seconds_from_its_start
     assert not verdict(5, last=at(0), running_since=at(200), now=at(400)).stalled
     # never committed, started at 0 s: stalled at 300 s.
     assert verdict(5, last=None, running_since=at(0), now=at(300)).stalled
+
+
+def test_a_job_idle_for_long_gets_stall_seconds_from_when_records_began_to_wait():
+    # last commit at 0 s (nothing came since), records waiting since 350 s: at 400 s it is not stalled
+    assert not verdict(5, last=at(0), waiting_since=at(350), now=at(400)).stalled
+    assert verdict(5, last=at(0), waiting_since=at(350), now=at(650)).stalled
 
 
 def test_a_job_that_is_not_running_is_not_progressing_and_not_stalled():

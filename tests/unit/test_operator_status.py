@@ -102,6 +102,7 @@ STORED = {
     "configHash": "bbbbbbbbbbbb",
     "pod": "lab-basic",
     "phase": "BackOff",
+    "reason": "BackOff",
     "message": "basic: restarting in 5 s",
     "lastStart": "2024-01-01T00:00:03.250000+00:00",
     "checkpointPath": "/var/lib/sluice/checkpoints/basic/g2",
@@ -122,6 +123,7 @@ def test_component_status_is_read_and_written_with_the_same_keys_and_values():
         ),
         pod="lab-basic",
         phase="BackOff",
+        reason="BackOff",
         message="basic: restarting in 5 s",
         last_start=datetime(2024, 1, 1, 0, 0, 3, 250000, tzinfo=UTC),
         checkpoint_path="/var/lib/sluice/checkpoints/basic/g2",
@@ -140,6 +142,7 @@ def test_a_fresh_component_writes_every_key_and_nulls_remove_the_old_values():
         "configHash": None,
         "pod": None,
         "phase": "Disabled",
+        "reason": None,
         "message": "generator: disabled",
         "lastStart": None,
         "checkpointPath": None,
@@ -240,7 +243,7 @@ def test_summary_of_a_running_pipeline():
 
 
 def test_a_stalled_job_makes_the_pipeline_stalled_and_not_ready_naming_it():
-    why = "900 records waiting and no micro-batch committed for 320 s (stallSeconds: 300)"
+    why = "900 records waiting and no micro-batch committed in the last 320 s (stallSeconds: 300)"
     stalled = (
         Progress(lag_records=900),
         Verdict(progressing=False, stalled=True, lagging=False, why=why),

@@ -43,6 +43,17 @@ app.kubernetes.io/part-of: sluice
 {{- printf "spark://%s-master:%d" (include "sluice-spark.fullname" .) (int .Values.master.port) }}
 {{- end }}
 
+{{/* JVM options turning on Spark's PrometheusServlet sink (spark.metrics.conf.* instead of a metrics.properties
+file): each daemon serves /metrics/prometheus on its web UI, the master its own metrics at /metrics/master/prometheus
+and its applications' at /metrics/applications/prometheus. */}}
+{{- define "sluice-spark.metricsJavaOpts" -}}
+{{- join " " (list
+  "-Dspark.metrics.conf.*.sink.prometheusServlet.class=org.apache.spark.metrics.sink.PrometheusServlet"
+  "-Dspark.metrics.conf.*.sink.prometheusServlet.path=/metrics/prometheus"
+  "-Dspark.metrics.conf.master.sink.prometheusServlet.path=/metrics/master/prometheus"
+  "-Dspark.metrics.conf.applications.sink.prometheusServlet.path=/metrics/applications/prometheus") }}
+{{- end }}
+
 {{- define "sluice-spark.checkpointClaim" -}}
 {{- default (printf "%s-checkpoints" (include "sluice-spark.fullname" .)) .Values.sharedCheckpoints.existingClaim }}
 {{- end }}
