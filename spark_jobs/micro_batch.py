@@ -45,11 +45,25 @@ from spark_jobs.events import (
     screen_events,
 )
 from spark_jobs.options import CommonOptions, Duration
-from spark_jobs.progress import GroupCommitter, JobMetrics, ProgressReporter, attach, default_group
+from spark_jobs.progress import (
+    GroupCommitter,
+    JobMetrics,
+    ProgressReporter,
+    attach,
+    default_group,
+    source_offsets,
+)
 from spark_jobs.records import record_columns
 from spark_jobs.sinks import EventFiles, print_rows, write_to_kafka
 from spark_jobs.sources import earliest_offsets, read_kafka
-from spark_jobs.window_state import Snapshot, StateError, WindowStore, checkpoint_entries, committed_offsets
+from spark_jobs.window_state import (
+    Snapshot,
+    StateError,
+    WindowStore,
+    checkpoint_entries,
+    committed_offsets,
+    last_commit,
+)
 from spark_jobs.windows import PASSTHROUGH, Windows, WindowSpec, closed
 
 #: Where a job keeps its window snapshots, inside its checkpoint directory.
@@ -366,17 +380,6 @@ def start(
         )
     handler = MicroBatches(spark, plan, opts, write=write)
     kafka_source = source is None
-    if source is None:
-        source = read_kafka(spark, opts, starting_offsets=starting_offsets(spark, opts, plan.job))
-    query = (
-        screen_events(source, input_limits(opts))
-        .writeStream.queryName(f"{opts.query_prefix}{plan.job}")
-        .option("checkpointLocation", opts.checkpoint(plan.job))
-        .trigger(**opts.trigger.spark_kwargs())
-        .foreachBatch(handler)
-        .start()
-    )
-    query.handler = handler  # type: ignore[attr-defined]  # its reports, for the runner's summary and tests
     metrics = JobMetrics(plan.job)
     metrics.serve(opts.metrics_port)
     committer = (  # a stream shaped like Kafka's (tests) has no group to report to
@@ -386,9 +389,25 @@ def start(
         if kafka_source
         else None
     )
+    name = f"{opts.query_prefix}{plan.job}"
     reporter = ProgressReporter(
-        query.name, topic=opts.source_topic, committer=committer, metrics=metrics, batch_facts=handler.facts
+        name, topic=opts.source_topic, committer=committer, metrics=metrics, batch_facts=handler.facts
     )
+    resumed = last_commit(spark, opts.checkpoint(plan.job))
+    if resumed is not None:  # before the query can commit a later batch
+        offsets = source_offsets(json.dumps(resumed.offsets), opts.source_topic)
+        reporter.resume(resumed.batch_id, offsets, resumed.committed_ms)
+    if source is None:
+        source = read_kafka(spark, opts, starting_offsets=starting_offsets(spark, opts, plan.job))
+    query = (
+        screen_events(source, input_limits(opts))
+        .writeStream.queryName(name)
+        .option("checkpointLocation", opts.checkpoint(plan.job))
+        .trigger(**opts.trigger.spark_kwargs())
+        .foreachBatch(handler)
+        .start()
+    )
+    query.handler = handler  # type: ignore[attr-defined]  # its reports, for the runner's summary and tests
     attach(spark, query.id, reporter)
     query.reporter = reporter  # type: ignore[attr-defined]  # its metrics, for tests
     return query

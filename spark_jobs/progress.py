@@ -38,10 +38,14 @@ def default_group(job: str) -> str:
 
 
 def source_offsets(offsets_json: str | None, topic: str) -> dict[int, int]:
-    """A Kafka source's offsets as Spark reports them (``{"topic": {"0": 120}}``), per partition of ``topic``."""
-    if not offsets_json:
+    """A Kafka source's offsets as Spark reports them (``{"topic": {"0": 120}}``), per partition of ``topic``;
+    empty when Spark has none: PySpark writes the JVM's null as the text ``None`` (a micro-batch run again from the
+    offset log after a restart has no latest offset, the first one no start offset)."""
+    if not offsets_json or offsets_json.strip() in {"None", "null"}:
         return {}
-    return {int(p): int(o) for p, o in json.loads(offsets_json).get(topic, {}).items()}
+    parsed = json.loads(offsets_json)
+    per_partition = parsed.get(topic) if isinstance(parsed, dict) else None
+    return {int(p): int(o) for p, o in (per_partition or {}).items()}
 
 
 class GroupCommitter:
@@ -220,6 +224,22 @@ class ProgressReporter:
         self.name, self.topic = name, topic
         self._committer, self._facts, self._clock = committer, batch_facts, clock
         self.metrics = metrics
+        #: The commit that failed last, tried again when the query is idle (no next batch may come for long).
+        self._pending: tuple[int, Mapping[int, int], str] | None = None
+        self._lock = threading.Lock()
+
+    def resume(self, batch_id: int, offsets: Mapping[int, int], committed_ms: int) -> None:
+        """Report where the checkpoint stands before the query's first micro-batch (its last committed ``batch_id``,
+        read up to ``offsets``, committed at ``committed_ms``): a job restarted, or given a new group, shows its
+        position at once, though no input may come for long."""
+        metadata = commit_metadata(batch_id=batch_id, committed_at_ms=committed_ms, watermark_ms=None)
+        self._commit(batch_id, offsets, metadata)
+
+    def on_idle(self) -> None:
+        """The query found no new data: commit again what failed to commit (the broker was away, say)."""
+        pending = self._pending
+        if pending is not None:
+            self._commit(*pending)
 
     def on_progress(self, progress) -> None:
         try:
@@ -249,16 +269,29 @@ class ProgressReporter:
                 committed_at_ms=int(now * 1000),
                 watermark_ms=facts.get("watermark_ms"),
             )
+            self._commit(progress.batchId, processed, metadata)
+
+    def _commit(self, batch_id: int, offsets: Mapping[int, int], metadata: str) -> None:
+        """Commit a batch's offsets to the group; a failure is counted, logged and kept to be tried again."""
+        committer = self._committer
+        if committer is None or not offsets:
+            return
+        with self._lock:  # the listener's thread and the query's start
+            if self._pending is not None and self._pending[0] > batch_id:
+                return  # a later batch's offsets wait already
             try:
-                self._committer.commit(processed, metadata)
+                committer.commit(offsets, metadata)
             except Exception as exc:
+                self._pending = (batch_id, dict(offsets), metadata)
                 self.metrics.commit_errors.labels(self.metrics.component).inc()
                 print(
-                    f"{self.name}: committing batch {progress.batchId}'s offsets to group "
-                    f"{self._committer.group} failed (the next batch commits again): {exc}",
+                    f"{self.name}: committing batch {batch_id}'s offsets to group {committer.group} failed (tried "
+                    f"again with the next batch, or when the query is idle): {exc}",
                     file=sys.stderr,
                     flush=True,
                 )
+            else:
+                self._pending = None
 
     def _update_metrics(self, progress, processed, latest, facts, now) -> None:
         m = self.metrics
@@ -300,7 +333,9 @@ class _Dispatcher(StreamingQueryListener):
             reporter.on_progress(event.progress)
 
     def onQueryIdle(self, event) -> None:  # noqa: N802  # Spark's names
-        pass
+        reporter = self.reporters.get(str(event.id))
+        if reporter is not None:
+            reporter.on_idle()
 
     def onQueryTerminated(self, event) -> None:  # noqa: N802  # Spark's names
         reporter = self.reporters.pop(str(event.id), None)

@@ -97,6 +97,10 @@ class _Files:
             return []
         return [status.getPath().getName() for status in self._fs.listStatus(self._root)]
 
+    def modified_ms(self, name: str) -> int:
+        """When ``name`` was last written, in milliseconds since the epoch."""
+        return int(self._fs.getFileStatus(self.path(name)).getModificationTime())
+
     def read_text(self, name: str) -> str:
         stream = self._fs.open(self.path(name))
         try:
@@ -133,17 +137,36 @@ def checkpoint_entries(spark: SparkSession, directory: str) -> list[str]:
     return _Files(spark, directory).names()
 
 
-def committed_offsets(spark: SparkSession, directory: str) -> dict | None:
-    """Where the streaming query checkpointed in ``directory`` had got to: the source offsets its last committed
-    micro-batch read up to (``{"topic": {"0": 120, ...}}``, Spark's offset log), None when it committed none."""
-    commits = [n for n in _Files(spark, f"{directory}/commits").names() if n.isdigit()]
+@dataclass(frozen=True)
+class Commit:
+    """The last micro-batch a streaming query committed: its id, the source offsets it read up to
+    (``{"topic": {"0": 120, ...}}``, Spark's offset log) and when Spark committed it (ms since the epoch)."""
+
+    batch_id: int
+    offsets: dict
+    committed_ms: int
+
+
+def last_commit(spark: SparkSession, directory: str) -> Commit | None:
+    """The last micro-batch the streaming query checkpointed in ``directory`` committed; None when it committed
+    none (or read no source)."""
+    commit_log = _Files(spark, f"{directory}/commits")
+    commits = [int(n) for n in commit_log.names() if n.isdigit()]
     if not commits:
         return None
-    lines = _Files(spark, f"{directory}/offsets").read_text(str(max(map(int, commits)))).splitlines()
+    batch_id = max(commits)
+    lines = _Files(spark, f"{directory}/offsets").read_text(str(batch_id)).splitlines()
     # Spark's offset log: a version line, the batch's metadata, then one line per source ("-" for none).
     if len(lines) < 3 or lines[2].strip() in {"", "-"}:
         return None
-    return json.loads(lines[2])
+    return Commit(batch_id, json.loads(lines[2]), commit_log.modified_ms(str(batch_id)))
+
+
+def committed_offsets(spark: SparkSession, directory: str) -> dict | None:
+    """Where the streaming query checkpointed in ``directory`` had got to: the source offsets its last committed
+    micro-batch read up to (``{"topic": {"0": 120, ...}}``), None when it committed none."""
+    found = last_commit(spark, directory)
+    return None if found is None else found.offsets
 
 
 class WindowStore:

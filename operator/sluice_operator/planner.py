@@ -14,9 +14,12 @@ A pass, in order:
    TopicOwnedByAnotherPipeline, an Event when it first appears, and the pipeline's pods removed. A topic created or changed gets an Event; a refusal that stands gets one when it first appears.
 3. The checkpoint claim: created when absent (unless the spec names an existing claim); CheckpointsReady says
    whether it is bound.
-4. Each component: a fresh checkpoint generation when its state fingerprint moved, then what
-   :func:`lifecycle.decide` says about its pod.
-5. The summary: phase, ``jobsReady``, JobsRunning and Ready (:func:`status.summarize`).
+4. Each component: a fresh checkpoint generation when its state fingerprint moved; a job's progress, from this
+   pass's reading of its consumer group, judged against ``spec.slo`` (:mod:`sluice_operator.progress`); then what
+   :func:`lifecycle.decide` says about its pod (a stalled job is replaced); what stops its pod from running
+   (ImagePullBackOff, Unschedulable, OOMKilled...) is told once per pod.
+5. The summary: phase, ``jobsReady``, ``lagRecords``, JobsRunning, Progressing, Stalled, Lagging and Ready
+   (:func:`status.summarize`), and an Event for each of :data:`STATES` the pipeline has entered.
 """
 
 from __future__ import annotations

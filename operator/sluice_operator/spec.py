@@ -616,10 +616,11 @@ class SloSpec:
         300,
         description=(
             "A job whose source has records waiting and that has committed no micro-batch for this long (counted "
-            "from its pod's start when that is later) is Stalled, and the operator restarts it (a counted restart, "
-            "Event reason Stalled)."
+            "from the latest of its last commit, its pod's start and when records began to wait) is Stalled, and "
+            "the operator restarts it (a counted restart, Event reason Stalled). Make it longer than a job takes "
+            "to start and run its longest micro-batch."
         ),
-        minimum=30,
+        minimum=60,
         maximum=86400,
     )
     max_lag_records: int | None = spec_field(

@@ -8,6 +8,7 @@ import io
 import subprocess
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -147,6 +148,22 @@ def test_a_drained_job_shows_lag_0_to_kafkas_tool_and_counts_every_record(
         unknown
     ]
     assert (never.committed, never.commit, never.lag) == ({}, None, produced)
+
+    # Started again on its checkpoint with a group that has never seen it (a pipeline upgraded to name one) and no
+    # new input: it reports its position before any micro-batch, so the operator does not see it as behind.
+    fresh_group = f"sluice.test.{uuid.uuid4().hex[:8]}.windowed"
+    again = windowed.start(
+        spark, replace(options, common=replace(options.common, consumer_group=fresh_group))
+    )
+    try:
+        assert await_queries([again]) is None
+    finally:
+        again.stop()
+    resumed = kafka_admin.read_progress(bootstrap, source, [fresh_group], now=datetime.now(UTC), timeout=30)[
+        fresh_group
+    ]
+    assert resumed.lag == 0 and resumed.commit is not None and resumed.commit.batch_id == last.batch_id
+    assert started <= resumed.commit.at.timestamp() <= time.time()  # when Spark committed that batch
 
     registry = query.reporter.metrics.registry
     assert sample(registry, "sluice_job_input_rows_total") == produced

@@ -561,7 +561,7 @@ def test_a_job_run_from_its_pod_reports_its_progress_and_is_restarted_when_it_st
         },
         input={"maxEventBehind": "none"},  # the events are dated 2024-05-01 and produced now
         spark={"driver": {"cores": 1, "memory": "1g"}},
-        slo={"stallSeconds": 30},
+        slo={"stallSeconds": 60},
         monitoring={"metricsPort": metrics_port},
     )
     assert apply(control_plane, namespace, body, tmp_path).returncode == 0
@@ -596,7 +596,7 @@ def test_a_job_run_from_its_pod_reports_its_progress_and_is_restarted_when_it_st
         )  # what the producer delivered
         wait_for(ready, what="Ready")
 
-        # Stopped while input flows: Stalled once stallSeconds (30) pass without a commit; the pod is replaced.
+        # Stopped while input flows: Stalled once stallSeconds (60) pass without a commit; the pod is replaced.
         os.killpg(runner.process.pid, signal.SIGSTOP)
         delivered += produce_events(bootstrap, source, start + timedelta(seconds=60), 1200, seed=6)
         stalled = wait_for(
@@ -605,9 +605,8 @@ def test_a_job_run_from_its_pod_reports_its_progress_and_is_restarted_when_it_st
             what="Stalled",
         )
         idle = int(re.search(r"no micro-batch committed in the last (\d+) s", stalled[0]).group(1))
-        assert 30 <= idle <= 40, stalled  # stallSeconds, plus at most one reconcile (1 s here) and its reads
-        wait_for(lambda: runner.started == 2, what="the new pod running")
-        assert get_cr(api, namespace, "live")["status"]["components"]["windowed"]["restarts"] == 1
+        assert 60 <= idle <= 70, stalled  # stallSeconds, plus at most one reconcile (1 s here) and its reads
+        wait_for(lambda: runner.started >= 2, what="the new pod running")
 
         # Two late flushes move the watermark past every window of the bursts; the job is Ready and caught up.
         for minute in (10, 11):
@@ -618,6 +617,9 @@ def test_a_job_run_from_its_pod_reports_its_progress_and_is_restarted_when_it_st
                 what=f"the flush at minute {minute} processed",
             )
         wait_for(ready, what="Ready again")
+        # each start after the first was a counted restart (a machine slow enough to stall the new pod too counts it)
+        restarts = get_cr(api, namespace, "live")["status"]["components"]["windowed"]["restarts"]
+        assert restarts == runner.started - 1 >= 1
 
     # No window lost, none written twice: the tumbling windows of the bursts, as the reference computes them.
     parsed = [ref.parse_record(m.value()) for m in read_all(bootstrap, source, timeout=60)]
