@@ -209,7 +209,8 @@ class ProgressReporter:
     to the job's group and update the metrics. ``batch_facts(batch_id)`` gives what the job's handler knows of the
     batch: ``{"watermark_ms", "dead_letters", "state_windows", "state_bytes"}`` (or None).
 
-    Nothing here may stop the job: a failure is counted and logged, and the next batch reports again."""
+    Nothing here may stop the job: a failure is counted and logged, and a commit that failed is tried again with the
+    next batch or when the query is idle."""
 
     def __init__(
         self,
