@@ -126,14 +126,7 @@ def steady(control_plane, operator, k8s_api, module_namespace, kafka_broker, tmp
     namespace = module_namespace
     body = manifest("steady", kafka_broker.bootstrap_servers, generator={"enabled": False})
     assert apply(control_plane, namespace, body, tmp_path_factory.mktemp("steady")).returncode == 0
-    found = wait_for(
-        lambda: len(pods(api, namespace, "steady")) == 3 and pods(api, namespace, "steady"), what="pods"
-    )
-    api["core"].patch_namespaced_persistent_volume_claim_status(
-        "steady-checkpoints", namespace, {"status": {"phase": "Bound"}}
-    )
-    for pod in found.values():
-        set_running(api, namespace, pod.metadata.name, since=datetime.now(UTC))
+    run_job_pods(api, namespace, "steady")
     wait_for(
         lambda: condition(get_cr(api, namespace, "steady"), "Ready")["status"] == "True", what="steady Ready"
     )
@@ -388,6 +381,19 @@ def set_running(api, namespace: str, pod: str, *, since: datetime) -> None:
     api["core"].patch_namespaced_pod_status(pod, namespace, {"status": status})
 
 
+def run_job_pods(api, namespace: str, pipeline: str) -> None:
+    """What the volume provisioner and the kubelets report once the pipeline's three job pods exist (no generator):
+    its claim bound, every pod Running since now."""
+    found = wait_for(
+        lambda: len(pods(api, namespace, pipeline)) == 3 and pods(api, namespace, pipeline), what="pods"
+    )
+    api["core"].patch_namespaced_persistent_volume_claim_status(
+        f"{pipeline}-checkpoints", namespace, {"status": {"phase": "Bound"}}
+    )
+    for pod in found.values():
+        set_running(api, namespace, pod.metadata.name, since=datetime.now(UTC))
+
+
 def produce_to_partitions(bootstrap: str, topic: str, per_partition: int, partitions: int) -> None:
     """``per_partition`` records to each partition of ``topic`` (what they hold does not matter to the lag)."""
     producer = Producer({"bootstrap.servers": bootstrap})
@@ -416,14 +422,7 @@ def test_the_status_reports_each_jobs_lag_from_kafka_and_the_metrics_go_with_the
     )
     assert apply(control_plane, namespace, body, tmp_path).returncode == 0
     source = body["spec"]["kafka"]["topics"]["source"]["name"]  # 3 partitions by default
-    found = wait_for(
-        lambda: len(pods(api, namespace, "lagged")) == 3 and pods(api, namespace, "lagged"), what="pods"
-    )
-    api["core"].patch_namespaced_persistent_volume_claim_status(
-        "lagged-checkpoints", namespace, {"status": {"phase": "Bound"}}
-    )
-    for pod in found.values():
-        set_running(api, namespace, pod.metadata.name, since=datetime.now(UTC))
+    run_job_pods(api, namespace, "lagged")
 
     def status(check: Callable[[dict], bool], what: str) -> dict:
         return wait_for(lambda: (cr := get_cr(api, namespace, "lagged")) and check(cr) and cr, what=what)
