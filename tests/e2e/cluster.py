@@ -159,6 +159,60 @@ class KindCluster:
         )
         return (found.stdout + found.stderr)[-6000:]
 
+    def diagnosis(self, log_lines: int = 30) -> str:
+        """What a failed test needs to tell a slow cluster from a broken one: every pod with its phase, restarts and
+        last termination (an OOMKill, a failed probe), the cluster's recent Warning events, the node's load, and the
+        end of the log of each restarted container's previous run and of the Kafka broker. Never raises: it is
+        called on a failure, and a cluster too broken to answer says so in the text."""
+        parts = []
+        try:
+            listing = self.get("pods", "--all-namespaces")["items"]
+            lines = []
+            for pod in listing:
+                meta, status = pod["metadata"], pod.get("status", {})
+                for c in status.get("containerStatuses") or []:
+                    last = (c.get("lastState") or {}).get("terminated") or {}
+                    ended = f", last ended {last.get('reason')} (exit {last.get('exitCode')})" if last else ""
+                    lines.append(
+                        f"{meta['namespace']}/{meta['name']} [{c['name']}]: {status.get('phase')}, "
+                        f"ready {c.get('ready')}, restarts {c.get('restartCount', 0)}{ended}"
+                    )
+                    if c.get("restartCount", 0):
+                        previous = self.kubectl(
+                            "logs",
+                            meta["name"],
+                            "-c",
+                            c["name"],
+                            "--previous",
+                            f"--tail={log_lines}",
+                            check=False,
+                            namespace=meta["namespace"],
+                        )
+                        parts.append(
+                            f"--- previous run of {meta['name']} [{c['name']}] ---\n{previous.stdout}"
+                        )
+            parts.insert(0, "--- pods ---\n" + "\n".join(lines))
+            warnings = [
+                f"{e.get('lastTimestamp') or e.get('eventTime')} {e['involvedObject'].get('namespace')}/"
+                f"{e['involvedObject'].get('name')}: {e.get('reason')}: {e.get('message', '')}"
+                for e in self.get("events", "--all-namespaces", "--field-selector=type=Warning")["items"]
+            ]
+            parts.append("--- Warning events (last 30) ---\n" + "\n".join(sorted(warnings)[-30:]))
+            kafka = self.kubectl(
+                "logs",
+                "-l",
+                "app.kubernetes.io/component=kafka",
+                f"--tail={log_lines}",
+                "--prefix",
+                check=False,
+            )
+            parts.append(f"--- Kafka broker log ---\n{kafka.stdout}{kafka.stderr}")
+        except (Exception, pytest.fail.Exception) as exc:  # a diagnosis must not hide the failure it explains
+            parts.append(f"(the cluster did not answer: {exc!r})")
+        with open("/proc/loadavg") as load:
+            parts.append(f"--- host load average: {load.read().strip()}")
+        return "\n".join(parts)
+
     def pull_events(self) -> list[str]:
         """Every event in the cluster that says the kubelet pulled an image, tried to, or failed to."""
         return [

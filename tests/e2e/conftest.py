@@ -20,6 +20,17 @@ CLUSTER_ENV = "SLUICE_E2E_CLUSTER"
 """The cluster the tier creates and deletes (one of that name left by an earlier session is deleted first)."""
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """A failed test on the cluster gets the cluster's state in its report (KindCluster.diagnosis): pods, restarts,
+    Warning events, the broker's log. A run on CI keeps nothing else once it ends."""
+    report = yield
+    cluster = getattr(item, "funcargs", {}).get("kind_cluster")
+    if report.failed and isinstance(cluster, KindCluster):
+        report.sections.append(("kind cluster at the failure", cluster.diagnosis()))
+    return report
+
+
 @pytest.fixture(scope="session")
 def kind_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KindCluster]:
     name = os.environ.get(CLUSTER_ENV) or DEFAULT_CLUSTER
