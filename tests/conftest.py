@@ -29,6 +29,16 @@ ROOT = Path(__file__).resolve().parents[1]
 CHARTS = ROOT / "charts"
 DEPLOY_TOOLS_SCRIPT = ROOT / "scripts" / "build-deploy-tools.sh"
 
+TEST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
+"""HotSpot's first compiler only, in every JVM the tests start: the Spark sessions and job processes, the Kafka
+brokers, and the containers of the images tier (tests/images/containers.py passes it on). A test's JVM lives for
+seconds to minutes, and such a JVM spends about half its CPU in the optimising compiler (the benchmark's quick mode
+measured a short job run at 28-33 CPU s with the first compiler only, 55-63 with both); on two cores shared by two
+pytest lanes that is time every other test waits for. The code paths and the outputs are the same: no test asserts
+a timing. Set JAVA_TOOL_OPTIONS (even empty) to run the tests with your own JVM options instead; each JVM prints
+"Picked up JAVA_TOOL_OPTIONS" on its stderr."""
+os.environ.setdefault("JAVA_TOOL_OPTIONS", TEST_JVM_OPTIONS)
+
 RESTRICTED_LABELS = {
     "pod-security.kubernetes.io/enforce": "restricted",
     "pod-security.kubernetes.io/enforce-version": "latest",

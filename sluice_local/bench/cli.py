@@ -756,7 +756,10 @@ def machine() -> dict:
         "python": sys.version.split()[0],
         "pyspark": pyspark.__version__,
         "spark_connector": SPARK_VERSION,
-        "java": (java.stderr or java.stdout).splitlines()[0] if (java.stderr or java.stdout) else "unknown",
+        # The version line (a JVM started with JAVA_TOOL_OPTIONS says so on a line before it).
+        "java": next(
+            (line for line in (java.stderr + java.stdout).splitlines() if " version " in line), "unknown"
+        ),
         "kafka": next((j.name for j in resolve(KAFKA_DIST) if j.name.startswith("kafka_2.13")), "unknown"),
         "confluent_kafka": confluent_kafka.__version__,
         "quixstreams": QUIX_VERSION,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import time
 import urllib.error
@@ -70,6 +71,9 @@ def started(image: str, *command: str, options: Sequence[str] = ()) -> Iterator[
     """Start ``image`` detached with docker ``options``; on leaving, remove the container, and if the block
     raised, add the container's log tail to the failure."""
     name = f"sluice-test-{uuid.uuid4().hex[:10]}"
+    # The JVM options the test session gives its own JVMs (tests/conftest.py), to the JVMs in the container too.
+    jvm = os.environ.get("JAVA_TOOL_OPTIONS")
+    options = (*([f"--env=JAVA_TOOL_OPTIONS={jvm}"] if jvm else []), *options)
     docker("run", "--detach", "--name", name, *options, image, *command)
     container = Container(name)
     try:
