@@ -16,7 +16,7 @@ help:
 	@echo "make demo     run Kafka + generator + the three Spark jobs locally (~2 min), then a summary"
 	@echo "make bench    the benchmark: Sluice against this machine's limits, as ratios (BENCH_ARGS=--quick: ~9 min)"
 	@echo "make test     lint, then every tier below, plus unit, integration, demo and bench --quick (real Kafka, Spark),"
-	@echo "             as two pytest processes at once (scripts/pytest-lanes.sh)"
+	@echo "             in pytest processes side by side, the unit tier beside the builds (scripts/pytest-lanes.sh)"
 	@echo "make test-k8s the operator against a real kube-apiserver + etcd + controller-manager"
 	@echo "make test-chaos  jobs, the broker and the operator killed or restarted mid-work; nothing lost (in make test)"
 	@echo "make chaos    the chaos tier as a soak: 20 kills of each job and of the operator (5 and 6 in make test)"
@@ -88,9 +88,11 @@ format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Every tier, in two pytest processes at once (scripts/pytest-lanes.sh: charts, k8s, unit and bench beside the rest).
-test: lint jars kube-bins deploy-tools images kind-node
-	bash scripts/pytest-lanes.sh $(BIN)/pytest $(PYTEST_ARGS)
+# Every tier, in pytest processes side by side (scripts/pytest-lanes.sh): the unit tier beside the builds, then
+# charts, k8s, chaos and bench beside integration, images and e2e.
+test: lint jars
+	bash scripts/pytest-lanes.sh --setup "$(MAKE) --no-print-directory kube-bins deploy-tools images kind-node" \
+	  $(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: jars
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
