@@ -89,7 +89,7 @@ format: venv
 	$(BIN)/ruff check --fix .
 
 # Every tier, in pytest processes side by side (scripts/pytest-lanes.sh): the unit tier beside the builds, then
-# charts, k8s, chaos and bench beside integration, images and e2e.
+# charts, k8s, chaos and bench beside integration, images and (once chaos has ended) e2e.
 test: lint jars
 	bash scripts/pytest-lanes.sh --setup "$(MAKE) --no-print-directory kube-bins deploy-tools images kind-node" \
 	  $(BIN)/pytest $(PYTEST_ARGS)
