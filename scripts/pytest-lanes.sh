@@ -77,9 +77,28 @@ fi
 lane0_log=$(mktemp "${TMPDIR:-/tmp}/sluice-pytest-lane0.XXXXXX")
 lane1_log=$(mktemp "${TMPDIR:-/tmp}/sluice-pytest-lane1.XXXXXX")
 lane1_done=$(mktemp -u "${TMPDIR:-/tmp}/sluice-pytest-lane1-done.XXXXXX")
-lane0_pid='' lane1_pid=''
-# An interrupted or failed run stops the lanes in the background too (lane 2 gets the terminal's signal itself).
-trap 'kill $lane0_pid $lane1_pid 2>/dev/null || true; rm -f "$lane0_log" "$lane1_log" "$lane1_done"' EXIT
+lane0_pid='' lane1_pid='' lane2_pid=''
+# An interrupted run (Ctrl-C, or SIGTERM to this script) stops every lane: each pytest runs in the background (which
+# ignores the terminal's Ctrl-C) and is sent SIGTERM here, which makes it leave through its teardown (tests/conftest.py)
+# and so stop the brokers, control planes and clusters it started; they are given a minute. Lane 1 is a subshell: its
+# running pytest is stopped itself, and the subshell first, so that it cannot start its next part. (A set-up command
+# still running is left to end by itself: it is the terminal's Ctrl-C that stops it.)
+stop_lanes() {
+  local pids="$lane0_pid $lane2_pid" pid waited=0
+  if [ -n "$lane1_pid" ]; then
+    pids="$pids $(pgrep -P "$lane1_pid" || true)"
+    kill "$lane1_pid" 2>/dev/null || true
+  fi
+  for pid in $pids; do kill "$pid" 2>/dev/null || true; done
+  for pid in $pids; do
+    while kill -0 "$pid" 2>/dev/null && [ "$waited" -lt 60 ]; do
+      sleep 1
+      waited=$((waited + 1))
+    done
+  done
+  rm -f "$lane0_log" "$lane1_log" "$lane1_done"
+}
+trap stop_lanes EXIT
 
 "$pytest" "$@" "${lane0[@]}" >"$lane0_log" 2>&1 </dev/null &
 lane0_pid=$!
@@ -116,8 +135,14 @@ fi
 lane1_pid=$!
 
 echo "pytest-lanes: ${lane1[*]}, then ${lane1_then[*]}, run beside this output (pid $lane1_pid); their report follows it"
+# A part of lane 2: in the background, waited for, so that stop_lanes can stop it.
+run_lane2() {
+  "$pytest" "$@" </dev/null &
+  lane2_pid=$!
+  wait "$lane2_pid"
+}
 lane2_status=0
-"$pytest" "$@" "${lane2[@]}" || lane2_status=$?
+run_lane2 "$@" "${lane2[@]}" || lane2_status=$?
 if [ ! -e "$lane1_done" ] && kill -0 "$lane1_pid" 2>/dev/null; then
   echo "pytest-lanes: ${lane2_then[*]} waits for ${lane1[*]} to end"
   waited=$SECONDS
@@ -125,12 +150,13 @@ if [ ! -e "$lane1_done" ] && kill -0 "$lane1_pid" 2>/dev/null; then
   echo "pytest-lanes: ${lane2_then[*]} waited $((SECONDS - waited)) s"
 fi
 then_status=0
-"$pytest" "$@" "${lane2_then[@]}" || then_status=$?
+run_lane2 "$@" "${lane2_then[@]}" || then_status=$?
 [ "$lane2_status" -ne 0 ] || lane2_status=$then_status
 lane1_status=0
 wait "$lane1_pid" || lane1_status=$?
 lane0_status=0
 wait "$lane0_pid" || lane0_status=$?
+lane0_pid='' lane1_pid='' lane2_pid=''
 
 echo
 echo "===== pytest-lanes: ${lane1[*]} ${lane1_then[*]} (ran beside the tiers above): exit status $lane1_status ====="

@@ -48,6 +48,16 @@ RESTRICTED_LABELS = {
 DEFAULT_SERVICE_ACCOUNT_TIMEOUT_S = 30.0
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM leaves a test session the way Ctrl-C does: through pytest's teardown, so the brokers, control planes,
+    Spark sessions and kind clusters its fixtures started (each leading a process group of its own) are stopped, not
+    left running. scripts/pytest-lanes.sh stops the lanes running in the background this way when the run is
+    interrupted, and a CI runner's timeout sends SIGTERM too."""
+    from sluice_local.processes import interrupt_on_sigterm
+
+    interrupt_on_sigterm()
+
+
 @pytest.fixture(scope="session")
 def spark():
     """A local[2] SparkSession with the pinned Kafka connector jars on its class path.
