@@ -79,7 +79,8 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	shellcheck -x scripts/*.sh scripts/lib/*.sh scripts/kind-docker/docker images/kafka/bin/*.sh \
-	  images/kind-node/rootfs/usr/local/bin/* images/node-components/kube-proxy/iptables-wrapper .ci/run
+	  images/kind-node/rootfs/usr/local/bin/* images/node-components/kube-proxy/iptables-wrapper \
+	  images/spark-jobs/bin/sluice-entrypoint .ci/run
 	@# The kind node's CNI script, embedded in its manifest.
 	script=$$($(BIN)/python -c 'import sys, yaml; print(next(yaml.safe_load_all(sys.stdin))["data"]["netd.sh"])' \
 	  < images/kind-node/rootfs/kind/manifests/default-cni.yaml) && printf '%s\n' "$$script" | shellcheck -s sh -

@@ -237,8 +237,9 @@ build_context() {
   say "built $tag in $((SECONDS - step_started)) s ($(image_size "$tag"))"
 }
 
-# build_image NAME TAG EXTRA_INPUTS REQUIREMENT_NAMES...: build images/NAME as TAG from a prepared context (its
-# Dockerfile, requirements.txt, wheels/, project/, and for spark-jobs jars/) unless TAG exists with the same inputs.
+# build_image NAME TAG EXTRA_INPUTS REQUIREMENT_NAMES...: build images/NAME as TAG from a prepared context (the files
+# of images/NAME, requirements.txt, wheels/, project/, and for spark-jobs jars/) unless TAG exists with the same
+# inputs.
 build_image() {
   local name=$1 tag=$2 extra_inputs=$3 pins wheels inputs context
   shift 3
@@ -247,14 +248,14 @@ build_image() {
   wheels=$(wheelhouse "${pins[@]}")
   inputs=$({
     echo "$tag"
-    cat "$repo_root/images/$name/Dockerfile"
+    cd "$repo_root/images/$name" && find . -type f | LC_ALL=C sort | xargs sha256sum
     echo "$base_id ${wheels##*/} $project_hash $version $source_url $extra_inputs"
   } | hash_text)
   if ! up_to_date "$tag" "$inputs"; then
     project_wheel
     context=$work/context-$name
     mkdir -p "$context/wheels" "$context/project"
-    cp "$repo_root/images/$name/Dockerfile" "$context/Dockerfile"
+    cp -r "$repo_root/images/$name/." "$context/"
     printf '%s\n' "${pins[@]}" >"$context/requirements.txt"
     cp -l "$wheels"/*.whl "$context/wheels/" 2>/dev/null || cp "$wheels"/*.whl "$context/wheels/"
     cp "$project_wheel_dir"/*.whl "$context/project/"

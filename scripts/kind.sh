@@ -14,7 +14,10 @@
 # Environment:
 #   SLUICE_KIND_CLUSTER     cluster name (default sluice)
 #   SLUICE_KIND_CONFIG      kind's cluster config (default k8s/kind-config.yaml: one node, two host ports;
-#                           k8s/kind-config-workers.yaml adds two workers)
+#                           k8s/kind-config-workers.yaml adds two workers and storage they share: a config that
+#                           mounts /var/lib/sluice-shared gets the ReadWriteMany claim sluice-shared of
+#                           k8s/kind-shared-storage.yaml and the values of k8s/kind-values-workers.yaml)
+#   SLUICE_KIND_SHARED_DIR  the host directory such a config's nodes mount there (default /tmp/sluice-kind-shared)
 #   SLUICE_KIND_NODE_IMAGE  node image (default kindest/node:v1.34.0, pulled by kind if absent); `offline` builds
 #                           and uses sluice/kind-node:v1.34.4 (scripts/build-kind-node.sh): no registry needed
 #   SLUICE_KAFKA_IMAGE      Kafka image for the chart (default: sluice/kafka from scripts/build-images.sh, loaded
@@ -43,6 +46,9 @@ sample=${SLUICE_SAMPLE:-$repo_root/k8s/kind-pipeline.yaml}
 demo_timeout=${SLUICE_DEMO_TIMEOUT:-300}
 python=${PYTHON:-$repo_root/.venv/bin/python}
 release=sluice
+shared_mount=/var/lib/sluice-shared
+shared_dir=${SLUICE_KIND_SHARED_DIR:-/tmp/sluice-kind-shared}
+shared=false
 state_dir=${SLUICE_CACHE_DIR:-$HOME/.cache/sluice}/kind-state
 kind_sysctls=(vm.overcommit_memory kernel.panic kernel.panic_on_oops)
 
@@ -119,6 +125,15 @@ kube() {
 create() {
   tool_paths
   [ -f "$config" ] || die "kind config $config not found (SLUICE_KIND_CONFIG)"
+  # A config whose nodes share a host directory: made here, writable by the pods' user (185), sticky.
+  local node_config=$config
+  if grep -qF "containerPath: $shared_mount" "$config"; then
+    shared=true
+    mkdir -p "$shared_dir"
+    chmod 1777 "$shared_dir"
+    node_config=$(mktemp --suffix=.yaml)
+    sed "s#hostPath: /tmp/sluice-kind-shared#hostPath: $shared_dir#" "$config" >"$node_config"
+  fi
   bash "$repo_root/scripts/ensure-docker.sh" >/dev/null
   if [ "$node_image" = offline ]; then
     say "building the offline node image (scripts/build-kind-node.sh)"
@@ -134,7 +149,7 @@ create() {
     local log
     log=$(mktemp)
     if ! kind_ create cluster --name "$cluster" --image "$node_image" \
-      --config "$config" --wait 180s 2>&1 | tee "$log" >&2; then
+      --config "$node_config" --wait 180s 2>&1 | tee "$log" >&2; then
       if ! docker image inspect "$node_image" >/dev/null 2>&1; then
         echo "kind.sh: kind cannot create a cluster: node image $node_image is not present and could not be pulled" \
           "(SLUICE_KIND_NODE_IMAGE=offline builds one here)." >&2
@@ -149,6 +164,7 @@ create() {
     fi
     rm -f "$log"
   fi
+  if [ "$node_config" != "$config" ]; then rm -f "$node_config"; fi
 }
 
 up() {
@@ -174,9 +190,15 @@ up() {
   kube label --overwrite namespace "$namespace" pod-security.kubernetes.io/enforce=restricted >/dev/null
   # Helm installs CRDs but never upgrades them: apply the chart's copy so an existing cluster gets new fields.
   kube apply --server-side --force-conflicts -f "$repo_root/charts/sluice-operator/crds/" >/dev/null
+  local values=(--values "$repo_root/k8s/kind-values.yaml")
+  if $shared; then
+    say "creating the shared ReadWriteMany claim sluice-shared ($shared_dir on every node)"
+    kube apply --namespace "$namespace" -f "$repo_root/k8s/kind-shared-storage.yaml" >/dev/null
+    values+=(--values "$repo_root/k8s/kind-values-workers.yaml")
+  fi
   "$helm" dependency build "$repo_root/charts/sluice" >&2
   "$helm" upgrade --install "$release" "$repo_root/charts/sluice" --kube-context "kind-$cluster" \
-    --namespace "$namespace" --values "$repo_root/k8s/kind-values.yaml" \
+    --namespace "$namespace" "${values[@]}" \
     --set "spark.image.repository=${spark_image%:*}" --set "spark.image.tag=${spark_image##*:}" \
     --set "operator.image.repository=${operator_image%:*}" --set "operator.image.tag=${operator_image##*:}" \
     --set-string "spark.podAnnotations.sluice\.dev/image-id=$(image_id "$spark_image")" \

@@ -622,6 +622,11 @@ class CommonOptions:
     metrics_port: int = option(
         0, help="port of the job's Prometheus metrics (/metrics); 0: none", minimum=0, maximum=65535
     )
+    executors_missing_file: str | None = option(
+        None,
+        help="a file the job keeps while its session has no executor (on a cluster: its pod's readiness probe "
+        "fails while it is there); unset: none",
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
+from spark_jobs.executors import ExecutorWatch, executor_count
 from spark_jobs.options import CommonOptions, parse_options
 from spark_jobs.session import build_session
 from spark_jobs.sources import earliest_offsets
@@ -116,6 +117,11 @@ def run(app_name: str, opts: CommonOptions, start: Callable[[SparkSession], list
         stopping.append(signum)
 
     spark = build_session(app_name, opts)
+    watch = (
+        ExecutorWatch(lambda: executor_count(spark), opts.executors_missing_file).start()
+        if opts.executors_missing_file
+        else None
+    )
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         queries = start(spark)
@@ -128,6 +134,8 @@ def run(app_name: str, opts: CommonOptions, start: Callable[[SparkSession], list
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        if watch is not None:
+            watch.stop()
         spark.stop()
     if failure:
         print(f"{app_name}: {failure}", file=sys.stderr, flush=True)

@@ -1,12 +1,17 @@
-"""The few Kubernetes API calls the operator makes (pods and PVCs of one pipeline, its registry of topic owners), over
-the official client."""
+"""The few Kubernetes API calls the operator makes (pods and PVCs of one pipeline, what a kubernetes-mode driver
+needs, its registry of topic owners), over the official client."""
 
 from __future__ import annotations
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from sluice_operator.manifests import LABEL_PIPELINE
+from sluice_operator.manifests import LABEL_COMPONENT, LABEL_PIPELINE
+
+#: The label Spark puts on the pods it creates: ``executor``.
+SPARK_ROLE = "spark-role"
+#: Who the operator's server-side applies are made by.
+FIELD_MANAGER = "sluice-operator"
 
 _loaded = False
 
@@ -23,15 +28,53 @@ def core() -> client.CoreV1Api:
     return client.CoreV1Api()
 
 
-def pipeline_pods(namespace: str, pipeline: str) -> dict[str, dict]:
-    """The pipeline's pods by component label."""
+def pipeline_pods(namespace: str, pipeline: str) -> tuple[dict[str, dict], dict[str, list[dict]]]:
+    """The pipeline's pods by component label, and the executor pods Spark made for its jobs (kubernetes mode),
+    by job."""
     pods = core().list_namespaced_pod(namespace, label_selector=f"{LABEL_PIPELINE}={pipeline}")
-    out = {}
+    ours: dict[str, dict] = {}
+    executors: dict[str, list[dict]] = {}
     for pod in pods.items:
-        component = (pod.metadata.labels or {}).get("app.kubernetes.io/component")
-        if component:
-            out[component] = client.ApiClient().sanitize_for_serialization(pod)
-    return out
+        labels = pod.metadata.labels or {}
+        component = labels.get(LABEL_COMPONENT)
+        if not component:
+            continue
+        found = client.ApiClient().sanitize_for_serialization(pod)
+        if labels.get(SPARK_ROLE) == "executor":
+            executors.setdefault(component.removesuffix("-executor"), []).append(found)
+        else:
+            ours[component] = found
+    return ours, executors
+
+
+def rbac() -> client.RbacAuthorizationV1Api:
+    core()  # loads the configuration
+    return client.RbacAuthorizationV1Api()
+
+
+#: How each kind the operator applies is patched.
+_APPLY = {
+    "ServiceAccount": (core, "patch_namespaced_service_account"),
+    "Service": (core, "patch_namespaced_service"),
+    "ConfigMap": (core, "patch_namespaced_config_map"),
+    "Role": (rbac, "patch_namespaced_role"),
+    "RoleBinding": (rbac, "patch_namespaced_role_binding"),
+}
+
+
+def apply(manifest: dict) -> None:
+    """Create ``manifest``'s object, or bring the one there to it (server-side apply; the fields it does not name
+    are left as others set them)."""
+    api, method = _APPLY[manifest["kind"]]
+    meta = manifest["metadata"]
+    getattr(api(), method)(
+        meta["name"],
+        meta["namespace"],
+        manifest,
+        field_manager=FIELD_MANAGER,
+        force=True,
+        _content_type="application/apply-patch+yaml",
+    )
 
 
 def create_pod(manifest: dict) -> None:

@@ -66,22 +66,67 @@ def _topic_flags(spec: PipelineSpec, topics: tuple[TopicFlag, ...]) -> list[str]
     return args
 
 
+#: The master of kubernetes mode: the API server of the cluster the driver's pod runs in.
+KUBERNETES_MASTER = "k8s://https://kubernetes.default.svc"
+
+
 def master(spec: PipelineSpec) -> str:
     """The Spark master of the jobs: the driver's cores in local mode, the cluster's master otherwise."""
-    return f"local[{spec.spark.driver.cores}]" if spec.spark.mode == "local" else spec.spark.master
+    s = spec.spark
+    return {"local": f"local[{s.driver.cores}]", "kubernetes": KUBERNETES_MASTER}.get(s.mode, s.master)
+
+
+def executor_cores(spec: PipelineSpec) -> int:
+    """The most cores a job's executors hold at once: its driver's in local mode; in the cluster modes, ``cores``
+    times ``instances`` (``maxExecutors`` under dynamic allocation)."""
+    s = spec.spark
+    if s.mode == "local":
+        return s.driver.cores
+    e = s.executor
+    return e.cores * (e.dynamic_allocation.max_executors if e.dynamic_allocation.enabled else e.instances)
+
+
+def shuffle_partitions(spec: PipelineSpec) -> int:
+    """Partitions of a job's shuffles and state stores: one per core it runs on, at least 2 (4 in the cluster
+    modes, where executors come and go). A checkpoint keeps the number it started with."""
+    return max(2 if spec.spark.mode == "local" else 4, executor_cores(spec))
+
+
+def _executor_conf(spec: PipelineSpec) -> list[tuple[str, str]]:
+    """The executors' sizing in the cluster modes: how many, how big; standalone caps a job's share of the
+    cluster's cores (spark.cores.max), kubernetes asks for that many pods."""
+    s = spec.spark
+    e = s.executor
+    conf = [("spark.executor.memory", e.memory), ("spark.executor.cores", str(e.cores))]
+    if s.mode == "standalone":
+        conf.append(("spark.cores.max", str(executor_cores(spec))))
+    else:
+        conf.append(("spark.executor.instances", str(e.instances)))
+        if e.memory_overhead:
+            conf.append(("spark.executor.memoryOverhead", e.memory_overhead))
+        if e.cpu_request:
+            conf.append(("spark.kubernetes.executor.request.cores", e.cpu_request))
+    dynamic = e.dynamic_allocation
+    if dynamic.enabled:
+        conf += [
+            ("spark.dynamicAllocation.enabled", "true"),
+            ("spark.dynamicAllocation.initialExecutors", str(e.instances)),
+            ("spark.dynamicAllocation.minExecutors", str(dynamic.min_executors)),
+            ("spark.dynamicAllocation.maxExecutors", str(dynamic.max_executors)),
+            ("spark.dynamicAllocation.shuffleTracking.enabled", str(dynamic.shuffle_tracking).lower()),
+        ]
+    return conf
 
 
 def spark_conf(spec: PipelineSpec) -> list[tuple[str, str]]:
-    """The Spark settings of every job: the driver's memory, the executors' in standalone mode, then the spec's."""
+    """The Spark settings of every job: the driver's memory, the executors' in the cluster modes, then the
+    spec's. (What ties a kubernetes-mode driver to its pod, namespace and Service: :mod:`sluice_operator.manifests`.)"""
     s = spec.spark
     conf = [("spark.driver.memory", s.driver.memory)]
-    if s.mode == "standalone":
-        conf += [
-            ("spark.executor.memory", s.executor.memory),
-            ("spark.executor.cores", str(s.executor.cores)),
-            # Executors on the workers reach the driver at its pod IP (SPARK_DRIVER_HOST, from the downward API).
-            ("spark.driver.bindAddress", "0.0.0.0"),
-        ]
+    if s.mode != "local":
+        conf += _executor_conf(spec)
+        # Executors reach the driver at its address (manifests: the pod IP, or its Service), whatever it binds.
+        conf.append(("spark.driver.bindAddress", "0.0.0.0"))
     conf += sorted(s.conf.items())
     return conf
 
@@ -106,8 +151,7 @@ def arguments(
             args += ["--previous-checkpoint-root", previous]
     args += _field_flags(settings, "query")
     if component.spark:
-        cores = spec.spark.driver.cores if spec.spark.mode == "local" else 4
-        args += ["--master", master(spec), "--shuffle-partitions", str(max(2, cores))]
+        args += ["--master", master(spec), "--shuffle-partitions", str(shuffle_partitions(spec))]
     args += _field_flags(settings, "source")
     if any(topic.role == "dead_letter" for topic in component.topics):
         args += ["--dead-letter-max-bytes", str(dead_letter_max_bytes(spec))]

@@ -187,7 +187,7 @@ def status_schema() -> dict:
     condition = {
         "type": "object",
         "description": (
-            "A condition: TopicsReady, CheckpointsReady, JobsRunning, Progressing, Stalled, Lagging, Ready or Invalid."
+            "A condition: TopicsReady, CheckpointsReady, JobsRunning, ExecutorsUnavailable, Progressing, Stalled, Lagging, Ready or Invalid."
         ),
         "properties": {
             "type": {"type": "string", "description": "Condition type."},
@@ -229,6 +229,11 @@ def status_schema() -> dict:
                 "type": "string",
                 "format": "date-time",
                 "description": "When the current pod was created.",
+            },
+            "executors": {
+                "type": "integer",
+                "format": "int64",
+                "description": "Running executor pods of the job's driver (spark.mode kubernetes).",
             },
             "nextRestart": {
                 "type": "string",

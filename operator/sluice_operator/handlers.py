@@ -121,18 +121,21 @@ def _observe(spec: PipelineSpec, *, name: str, namespace: str, owner: ownership.
             timeout=SETTINGS.kafka_timeout,
         )
     except kafka_admin.KafkaUnavailable as exc:  # the pods still, so that suspend is applied
-        return planner.Observed(kafka_unavailable=str(exc), pods=cluster.pipeline_pods(namespace, name))
+        pods, executors = cluster.pipeline_pods(namespace, name)
+        return planner.Observed(kafka_unavailable=str(exc), pods=pods, executors=executors)
     except kafka_admin.KafkaAdminError as exc:
         topics, topic_error = [], str(exc)
     readings, progress_error = {}, None
     if topic_error is None and not taken:
         readings, progress_error = _read_progress(spec, name=name, namespace=namespace)
+    pods, executors = cluster.pipeline_pods(namespace, name)
     return planner.Observed(
         topics=topics,
         topic_error=topic_error,
         topics_taken={topic: o.pipeline for topic, o in taken.items()},
         claim=cluster.read_pvc(namespace, manifests.claim_name(pipeline=name, spec=spec)),
-        pods=cluster.pipeline_pods(namespace, name),
+        pods=pods,
+        executors=executors,
         readings=readings,
         progress_error=progress_error,
     )
@@ -188,6 +191,8 @@ def _act(plan: planner.Plan, *, body, name: str, namespace: str, patch, memory: 
         if action.kind == planner.CREATE_CLAIM:
             cluster.create_pvc(_adopted(action.manifest, body))
         elif action.kind == planner.CREATE_POD:
+            for needed in action.needs:
+                cluster.apply(_adopted(needed, body))
             cluster.create_pod(_adopted(action.manifest, body))
         else:
             cluster.delete_pod(namespace, action.name)
@@ -214,7 +219,7 @@ def reconcile(
     """Bring the pipeline's children to what its spec says (the timer brings the next pass).
 
     Callers hold ``memory.lock`` (see :func:`_run`)."""
-    spec, problems = planner.read_spec(spec_data)
+    spec, problems = planner.read_spec(spec_data, name=name)
     owner = ownership.Owner(namespace, name, body["metadata"].get("uid", ""))
     observed = (
         None if problems or spec is None else _observe(spec, name=name, namespace=namespace, owner=owner)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from sluice_operator import checkpoints, lifecycle, manifests, ownership, progress
+from sluice_operator import checkpoints, commands, lifecycle, manifests, ownership, progress
 from sluice_operator import components as registry
 from sluice_operator import status as st
 from sluice_operator.spec import PipelineSpec, SpecError, parse_spec, semantic_problems
@@ -41,9 +41,10 @@ TOPIC_OWNED = "TopicOwnedByAnotherPipeline"
 KAFKA_MAX_RETRY_DELAY = 300.0
 
 #: The states of a pipeline an Event announces when it enters them: its Ready condition true, its phase Degraded,
-#: its Lagging or Stalled condition true.
+#: its Lagging, Stalled or ExecutorsUnavailable condition true.
 READY, DEGRADED, LAGGING, STALLED = "Ready", "Degraded", "Lagging", "Stalled"
-STATES = (READY, DEGRADED, LAGGING, STALLED)
+EXECUTORS_UNAVAILABLE = st.EXECUTORS_UNAVAILABLE
+STATES = (READY, DEGRADED, LAGGING, STALLED, EXECUTORS_UNAVAILABLE)
 #: Why a pod cannot start, as its container's waiting state says: each is an Event (once per pod) and the reason in
 #: the component's status.
 WAITING_PROBLEMS = frozenset(
@@ -86,6 +87,7 @@ class Observed:
     topics_taken: Mapping[str, str] = field(default_factory=dict)  # topic -> the pipeline that owns it
     claim: Mapping | None = None  # the checkpoint claim as read; None: there is none
     pods: Mapping[str, Mapping] = field(default_factory=dict)  # the pipeline's pods by component
+    executors: Mapping[str, Sequence[Mapping]] = field(default_factory=dict)  # kubernetes mode: by job
     readings: Mapping[str, progress.Reading] = field(
         default_factory=dict
     )  # each job's position in its source
@@ -112,6 +114,8 @@ class Action:
     event: Event
     manifest: Mapping | None = None  # what to create (the handlers adopt it first)
     component: str | None = None  # whose pod it is
+    #: What to apply before the pod is created (kubernetes mode: what its driver needs).
+    needs: tuple[Mapping, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -141,13 +145,14 @@ class Plan:
     )  # which of :data:`STATES` the pipeline is in, to tell a change once
 
 
-def read_spec(data: Mapping | None) -> tuple[PipelineSpec | None, list[str]]:
-    """The parsed spec and what is wrong with it (empty when it can run); no spec when it does not parse."""
+def read_spec(data: Mapping | None, *, name: str | None = None) -> tuple[PipelineSpec | None, list[str]]:
+    """The parsed spec and what is wrong with it (empty when it can run), the pipeline's ``name`` included; no
+    spec when it does not parse."""
     try:
         spec = parse_spec(dict(data or {}))
     except SpecError as exc:
         return None, [str(exc)]
-    return spec, semantic_problems(spec)
+    return spec, semantic_problems(spec, name=name)
 
 
 def decide(
@@ -284,6 +289,7 @@ def decide(
         conditions=passed,
         generation=generation,
         progress_unknown=observed.progress_error,
+        executors_elsewhere=spec.spark.mode != "local",
     )
     judged = [*passed, *summary.conditions]
     now_standing = _standing(summary.phase, judged)
@@ -302,7 +308,12 @@ def decide(
         jobsReady=summary.jobs_ready,
         lagRecords=summary.lag_records,
         components={c: entry.to_status() for c, entry in components.items()},
-        conditions=st.merge_conditions(previous_conditions, judged, now=now),
+        conditions=[
+            c
+            for c in st.merge_conditions(previous_conditions, judged, now=now)
+            # back in local mode, the executors run in the drivers: the condition says nothing any more
+            if spec.spark.mode != "local" or c["type"] != st.EXECUTORS_UNAVAILABLE
+        ],
     )
     return Plan(
         status=out,
@@ -389,7 +400,8 @@ def _standing(phase: str | None, conditions: Sequence[Mapping]) -> frozenset[str
     """Which of :data:`STATES` a pipeline with this phase and these conditions is in."""
     true = {c.get("type") for c in conditions if c.get("status") == "True"}
     return frozenset(
-        [s for s in (READY, LAGGING, STALLED) if s in true] + ([DEGRADED] if phase == DEGRADED else [])
+        [s for s in (READY, LAGGING, STALLED, EXECUTORS_UNAVAILABLE) if s in true]
+        + ([DEGRADED] if phase == DEGRADED else [])
     )
 
 
@@ -418,6 +430,8 @@ def _transitions(
             events.append(Event(WARNING, DEGRADED, "; ".join(troubled) or message[st.JOBS_RUNNING]))
         elif state == LAGGING:
             events.append(Event(WARNING, LAGGING, message[st.LAGGING]))
+        elif state == EXECUTORS_UNAVAILABLE:
+            events.append(Event(WARNING, EXECUTORS_UNAVAILABLE, message[st.EXECUTORS_UNAVAILABLE]))
         elif not restarted_stalled:
             events.append(Event(WARNING, STALLED, message[st.STALLED]))
     return events
@@ -469,6 +483,7 @@ def _pods(
             now=now,
             reading=observed.readings.get(component.name),
             before=(before or {}).get(component.name),
+            executors=observed.executors.get(component.name, ()),
         )
         entries[component.name] = entry
         actions += [action] if action else []
@@ -574,9 +589,12 @@ def _state(pod: Mapping) -> Mapping:
     return (statuses[0].get("state") or {}) if statuses else {}
 
 
-def _pod_problem(pod: Mapping, component: registry.Component) -> tuple[str, str] | None:
+def _pod_problem(
+    pod: Mapping, component: registry.Component, *, executor: bool = False
+) -> tuple[str, str] | None:
     """Why a pod cannot run, as the kubelet or the scheduler says (its reason and their words), or why its container
-    was killed (OOMKilled); None when nothing is wrong that it can tell."""
+    was killed (OOMKilled); None when nothing is wrong that it can tell. ``executor``: the pod is one of the
+    component's executors (kubernetes mode)."""
     waiting = _state(pod).get("waiting") or {}
     if waiting.get("reason") in WAITING_PROBLEMS:
         return waiting["reason"], waiting.get("message") or waiting["reason"]
@@ -591,7 +609,9 @@ def _pod_problem(pod: Mapping, component: registry.Component) -> tuple[str, str]
         containers = (pod.get("spec") or {}).get("containers") or [{}]
         limit = ((containers[0].get("resources") or {}).get("limits") or {}).get("memory", "none")
         hint = (
-            f"; raise spec.spark.driver.memory (the pod's limit is the heap plus {manifests.DRIVER_OVERHEAD_MIB} MiB)"
+            "; raise spec.spark.executor.memory or memoryOverhead"
+            if executor
+            else f"; raise spec.spark.driver.memory (the pod's limit is the heap plus {manifests.DRIVER_OVERHEAD_MIB} MiB)"
             if component.spark and component.resources is None
             else ""
         )
@@ -628,11 +648,14 @@ def _component(
     now: datetime,
     reading: progress.Reading | None = None,
     before: progress.Reading | None = None,
+    executors: Sequence[Mapping] = (),
 ) -> tuple[st.ComponentStatus, Action | None, list[Event]]:
     """One component's entry after this pass, the action on its pod, and the Events that are not an action's.
 
     A job read this pass (``reading``; ``before``: the reading its rates are measured from) gets its progress and a
-    verdict against ``spec.slo``; a running job that is stalled is restarted (:func:`lifecycle.decide`)."""
+    verdict against ``spec.slo``; a running job that is stalled is restarted (:func:`lifecycle.decide`), unless it
+    has had no executor for ``spark.executorWaitSeconds`` (a new driver would wait as well): that is said instead,
+    with what its ``executors`` (kubernetes mode: its executor pods) show."""
     component = declared.name
     record = previous.record
     notices: list[Event] = []
@@ -667,6 +690,11 @@ def _component(
             running_since=None if observed_pod is None else observed_pod.running_since,
             now=now,
         )
+    starved = (
+        _no_executors(spec, declared, pod, executors, now=now)
+        if pod is not None and wanted and not spec.suspend
+        else None
+    )
     decision = lifecycle.decide(
         component=component,
         wanted=wanted,
@@ -676,7 +704,7 @@ def _component(
         record=record,
         policy=spec.restart_policy,
         now=now,
-        stalled=verdict.why if verdict is not None and verdict.stalled else None,
+        stalled=verdict.why if verdict is not None and verdict.stalled and starved is None else None,
     )
     pod_name = plan.manifest["metadata"]["name"]
     action = None
@@ -700,6 +728,7 @@ def _component(
             Event(NORMAL, "PodCreated", f"{component}: created pod {pod_name}"),
             plan.manifest,
             component,
+            needs=plan.needs,
         )
         last_start = now
     elif decision.action == lifecycle.DELETE and pod is not None:
@@ -713,15 +742,79 @@ def _component(
         notices.append(Event(WARNING, decision.reason, decision.message))
     elif decision.reason == "BackOff" and record.next_restart is None:
         notices.append(Event(WARNING, "BackOff", decision.message))
+    reason, message = decision.reason, decision.message
+    if problem is not None:
+        reason, message = problem[0], f"{decision.message}; {problem[0]}: {problem[1]}"
+    elif starved is not None:
+        reason, message = "NoExecutors", f"{decision.message}; {starved}"
     entry = st.ComponentStatus(
         record=decision.record,
         pod=pod_name if pod is not None or decision.action == lifecycle.CREATE else None,
         phase=decision.phase,
-        reason=decision.reason if problem is None else problem[0],
-        message=decision.message if problem is None else f"{decision.message}; {problem[0]}: {problem[1]}",
+        reason=reason,
+        message=message,
         last_start=last_start,
         checkpoint_path=plan.checkpoint_path,
         progress=found,
         verdict=verdict,
+        executors=_running(executors)
+        if spec.spark.mode == "kubernetes" and declared.spark and wanted
+        else None,
+        no_executors=starved,
     )
     return entry, action, notices
+
+
+def _running(pods: Sequence[Mapping]) -> int:
+    return sum(1 for p in pods if (p.get("status") or {}).get("phase") == "Running")
+
+
+def _waiting_for_executors(pod: Mapping, now: datetime) -> float | None:
+    """Seconds a cluster-mode driver's pod has been Running but not Ready (its readiness probe finds no executor),
+    or None when it is not in that state."""
+    if (pod.get("status") or {}).get("phase") != "Running":
+        return None
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    if not statuses or statuses[0].get("ready"):
+        return None
+    since = [st.parse_timestamp((_state(pod).get("running") or {}).get("startedAt"))]
+    since += [
+        st.parse_timestamp(c.get("lastTransitionTime"))
+        for c in (pod.get("status") or {}).get("conditions") or []
+        if c.get("type") == "Ready" and c.get("status") == "False"
+    ]
+    known = [moment for moment in since if moment is not None]
+    return (now - max(known)).total_seconds() if known else None
+
+
+def _no_executors(
+    spec: PipelineSpec,
+    declared: registry.Component,
+    pod: Mapping,
+    executors: Sequence[Mapping],
+    *,
+    now: datetime,
+) -> str | None:
+    """Why a cluster-mode job has had no executor for ``spark.executorWaitSeconds`` or longer (None: it has one,
+    or has not waited that long): how long, and where to look."""
+    if not declared.spark or spec.spark.mode == "local":
+        return None
+    waited = _waiting_for_executors(pod, now)
+    if waited is None or waited < spec.spark.executor_wait_seconds:
+        return None
+    said = f"no executor for {waited:.0f} s"
+    if spec.spark.mode == "standalone":
+        e = spec.spark.executor
+        return (
+            f"{said}: the master {spec.spark.master} has no worker with {e.cores} free core(s) and {e.memory} "
+            f"free memory for it (each job takes spark.executor.instances x cores = "
+            f"{commands.executor_cores(spec)} core(s)); add workers, or lower spark.executor"
+        )
+    problems = [
+        f"{p['metadata']['name']}: {problem[0]}: {problem[1]}"
+        for p in executors
+        if (problem := _pod_problem(p, declared, executor=True)) is not None
+    ]
+    if problems:
+        return f"{said}; its executor pods: {'; '.join(problems)}"
+    return f"{said}; {len(executors)} executor pod(s), {_running(executors)} running"

@@ -213,17 +213,85 @@ class Resources:
     )
 
 
+def _cpu_request(who: str) -> Any:
+    return spec_field(
+        "",
+        description=(
+            f"CPU {who} requests from the scheduler (a Kubernetes quantity: 500m, 1.5); empty requests "
+            "`cores`. Lower it to pack pipelines onto small nodes: Spark still runs `cores` threads."
+        ),
+        pattern=r"^([0-9]+(\.[0-9]+)?m?)?$",
+    )
+
+
 @dataclass(frozen=True)
 class DriverResources(Resources):
     """CPU and memory of a job's driver pod (in local mode, its executors too)."""
 
-    cpu_request: str = spec_field(
+    cpu_request: str = _cpu_request("the pod")
+
+
+@dataclass(frozen=True)
+class DynamicAllocation:
+    """Executors added while tasks wait and removed when idle (Spark's dynamic allocation)."""
+
+    enabled: bool = spec_field(
+        False,
+        description=(
+            "Scale each job's executors between minExecutors and maxExecutors with its load "
+            "(spark.dynamicAllocation.*); instances is then the number it starts with."
+        ),
+    )
+    min_executors: int = spec_field(1, description="Fewest executors a job keeps.", minimum=0, maximum=1000)
+    max_executors: int = spec_field(4, description="Most executors a job takes.", minimum=1, maximum=1000)
+    shuffle_tracking: bool = spec_field(
+        True,
+        description=(
+            "Keep an executor while it holds shuffle data a later stage may read "
+            "(spark.dynamicAllocation.shuffleTracking.enabled). Neither mode runs an external shuffle service: "
+            "with this off, Spark needs executor decommissioning (spark.decommission.enabled in spark.conf) "
+            "to remove an executor without losing its shuffle files."
+        ),
+    )
+
+    CEL_RULES: ClassVar = (
+        ("self.minExecutors <= self.maxExecutors", "minExecutors must not be more than maxExecutors"),
+    )
+
+
+@dataclass(frozen=True)
+class ExecutorSpec(Resources):
+    """The executors of each job in standalone and kubernetes modes (local mode runs them in the driver)."""
+
+    instances: int = spec_field(
+        1,
+        description=(
+            "Executors per job. kubernetes: executor pods per job; standalone: the job takes instances x cores "
+            "of the cluster's cores (spark.cores.max), so the jobs of a pipeline share it. Under dynamic "
+            "allocation, the number a job starts with."
+        ),
+        minimum=1,
+        maximum=1000,
+    )
+    memory_overhead: str = spec_field(
         "",
         description=(
-            "CPU the pod requests from the scheduler (a Kubernetes quantity: 500m, 1.5); empty requests "
-            "`cores`. Lower it to pack pipelines onto small nodes: Spark still runs `cores` threads."
+            "kubernetes mode: memory an executor pod gets beyond its heap (spark.executor.memoryOverhead: 384m, "
+            "1g); empty: Spark's default, a tenth of the heap and at least 384m."
         ),
-        pattern=r"^([0-9]+(\.[0-9]+)?m?)?$",
+        pattern=r"^([0-9]+[kmgt]?)?$",
+    )
+    cpu_request: str = _cpu_request("an executor pod (kubernetes mode)")
+    dynamic_allocation: DynamicAllocation = spec_field(
+        default_factory=DynamicAllocation, description="Executors that follow the load."
+    )
+
+    CEL_RULES: ClassVar = (
+        (
+            "!self.dynamicAllocation.enabled || (self.instances >= self.dynamicAllocation.minExecutors && "
+            "self.instances <= self.dynamicAllocation.maxExecutors)",
+            "with dynamicAllocation enabled, instances must lie between minExecutors and maxExecutors",
+        ),
     )
 
 
@@ -236,13 +304,18 @@ class SparkSpec:
         description=(
             "local: executors run inside the job's driver pod (Spark local mode) and write their state to the "
             "pipeline's checkpoint volume. standalone: executors run on a Spark standalone cluster (master), whose "
-            "workers must mount the same checkpoint volume (checkpoints.existingClaim) at the same path."
+            "workers must mount the same checkpoint volume (checkpoints.existingClaim) at the same path. "
+            "kubernetes: each job's driver pod asks the API server for executor pods in the pipeline's namespace "
+            "(Spark on Kubernetes, client mode); they mount checkpoints.existingClaim, a ReadWriteMany claim."
         ),
-        enum=("local", "standalone"),
+        enum=("local", "standalone", "kubernetes"),
     )
     master: str = spec_field(
         "spark://sluice-spark-master:7077",
-        description="Spark master URL in standalone mode (ignored in local mode).",
+        description=(
+            "Spark master URL in standalone mode (ignored in local mode; kubernetes mode uses the API server "
+            "of the cluster the pipeline runs in)."
+        ),
         pattern=r"^spark://[^\s]+$",
     )
     image: str = spec_field(
@@ -255,8 +328,18 @@ class SparkSpec:
         default_factory=lambda: DriverResources(cores=2, memory="1g"),
         description="Driver resources; in local mode the executors share them.",
     )
-    executor: Resources = spec_field(
-        default_factory=Resources, description="Resources of each executor (standalone mode)."
+    executor: ExecutorSpec = spec_field(
+        default_factory=ExecutorSpec,
+        description="Executors of each job in standalone and kubernetes modes: how many, and their resources.",
+    )
+    executor_wait_seconds: int = spec_field(
+        120,
+        description=(
+            "standalone and kubernetes modes: how long a job may run without an executor before the pipeline is "
+            "ExecutorsUnavailable (and not Ready). The job keeps waiting: Spark keeps asking for executors."
+        ),
+        minimum=30,
+        maximum=86400,
     )
     conf: dict[str, str] = spec_field(
         default_factory=dict,
@@ -806,29 +889,70 @@ def parse_spec(spec: dict | None) -> PipelineSpec:
 
 # --- checks a schema cannot make -----------------------------------------------------------------------------------
 
-#: Spark settings the operator sets itself; a spec's spark.conf may not override them.
-MANAGED_SPARK_CONF = frozenset(
-    {
-        "spark.master",
-        "spark.app.name",
-        "spark.jars",
-        "spark.submit.deployMode",
-        "spark.sql.session.timeZone",
-        "spark.sql.streaming.checkpointLocation",
-        "spark.driver.memory",
-        "spark.driver.cores",
-        "spark.executor.memory",
-        "spark.executor.cores",
-    }
-)
+_EXECUTOR = "spark.executor"
+_OPERATOR = "the operator"
+#: Spark settings the operator sets itself, and the spec field each comes from; a spec's spark.conf may not set them.
+MANAGED_SPARK_CONF: dict[str, str] = {
+    "spark.master": "spark.mode and spark.master",
+    "spark.app.name": _OPERATOR,
+    "spark.jars": _OPERATOR,
+    "spark.submit.deployMode": _OPERATOR,
+    "spark.sql.session.timeZone": _OPERATOR,
+    "spark.sql.streaming.checkpointLocation": "checkpoints",
+    "spark.driver.memory": "spark.driver",
+    "spark.driver.cores": "spark.driver",
+    "spark.driver.host": _OPERATOR,
+    "spark.driver.port": _OPERATOR,
+    "spark.driver.bindAddress": _OPERATOR,
+    "spark.driver.blockManager.port": _OPERATOR,
+    "spark.executor.memory": _EXECUTOR,
+    "spark.executor.cores": _EXECUTOR,
+    "spark.executor.instances": _EXECUTOR,
+    "spark.executor.memoryOverhead": _EXECUTOR,
+    "spark.cores.max": _EXECUTOR,
+    "spark.kubernetes.executor.request.cores": _EXECUTOR,
+    "spark.dynamicAllocation.enabled": "spark.executor.dynamicAllocation",
+    "spark.dynamicAllocation.minExecutors": "spark.executor.dynamicAllocation",
+    "spark.dynamicAllocation.maxExecutors": "spark.executor.dynamicAllocation",
+    "spark.dynamicAllocation.initialExecutors": _EXECUTOR,
+    "spark.dynamicAllocation.shuffleTracking.enabled": "spark.executor.dynamicAllocation",
+    "spark.kubernetes.namespace": _OPERATOR,
+    "spark.kubernetes.driver.pod.name": _OPERATOR,
+    "spark.kubernetes.container.image": "spark.image",
+    "spark.kubernetes.container.image.pullPolicy": "spark.imagePullPolicy",
+    "spark.kubernetes.executor.podTemplateFile": _OPERATOR,
+    "spark.kubernetes.executor.podTemplateContainerName": _OPERATOR,
+    "spark.kubernetes.executor.podNamePrefix": _OPERATOR,
+    "spark.kubernetes.executor.disableConfigMap": _OPERATOR,
+    "spark.kubernetes.driver.ownPersistentVolumeClaim": _OPERATOR,
+    "spark.kubernetes.driver.reusePersistentVolumeClaim": _OPERATOR,
+}
+#: The modes whose executors run outside the driver's pod, on a volume they share with it.
+CLUSTER_MODES = ("standalone", "kubernetes")
 
 
-def semantic_problems(spec: PipelineSpec) -> list[str]:
-    """What is wrong with a spec that the schema accepted; empty when it can run. Each entry names the field."""
+#: Kubernetes names a Service with at most 63 characters (a DNS label).
+_SERVICE_NAME_MAX = 63
+
+
+def semantic_problems(spec: PipelineSpec, *, name: str | None = None) -> list[str]:
+    """What is wrong with a spec that the schema accepted; empty when it can run. Each entry names the field.
+    ``name``, the pipeline's, is checked against what the spec makes of it (the names of its drivers' Services)."""
     problems = []
-    if spec.spark.mode == "standalone" and not spec.checkpoints.existing_claim:
+    drivers = [c.name for c in components.enabled(spec) if c.spark]
+    if name is not None and spec.spark.mode == "kubernetes" and drivers:
+        longest = max(drivers, key=len)
+        limit = _SERVICE_NAME_MAX - len(f"-{longest}-driver")
+        if len(name) > limit:
+            problems.append(
+                f"metadata.name: in kubernetes mode each job's driver has a Service <name>-<job>-driver, at most "
+                f"{_SERVICE_NAME_MAX} characters, so the pipeline's name may have at most {limit} (it has "
+                f"{len(name)}); rename the pipeline, or use spark.mode local or standalone"
+            )
+    if spec.spark.mode in CLUSTER_MODES and not spec.checkpoints.existing_claim:
+        where = "the Spark workers mount" if spec.spark.mode == "standalone" else "the executor pods mount"
         problems.append(
-            "spec.checkpoints.existingClaim: standalone mode needs the shared volume the Spark workers mount "
+            f"spec.checkpoints.existingClaim: {spec.spark.mode} mode needs a shared (ReadWriteMany) volume {where} "
             "(their executors write the state stores); set it, or use spark.mode: local"
         )
     foreign = sorted(k for k in spec.spark.conf if not k.startswith("spark."))
@@ -837,11 +961,12 @@ def semantic_problems(spec: PipelineSpec) -> list[str]:
             f"spec.spark.conf: {', '.join(foreign)} are not Spark settings; every key starts with spark. "
             "(the jobs refuse others)"
         )
-    managed = sorted(set(spec.spark.conf) & MANAGED_SPARK_CONF)
+    managed = sorted(set(spec.spark.conf) & set(MANAGED_SPARK_CONF))
     if managed:
+        sources = "; ".join(f"{key} from {MANAGED_SPARK_CONF[key]}" for key in managed)
         problems.append(
-            f"spec.spark.conf: {', '.join(managed)} are set by the operator (from spark.mode, spark.driver, "
-            "spark.executor and checkpoints); remove them from spark.conf"
+            f"spec.spark.conf: {', '.join(managed)} are set by the operator ({sources}); remove them from "
+            "spark.conf"
         )
     if not components.enabled(spec):
         problems.append("spec: the generator and every job are disabled; enable at least one component")

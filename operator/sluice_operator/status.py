@@ -18,16 +18,27 @@ from sluice_operator.progress import Progress, Verdict
 TOPICS_READY = "TopicsReady"
 CHECKPOINTS_READY = "CheckpointsReady"
 JOBS_RUNNING = "JobsRunning"
+EXECUTORS_UNAVAILABLE = "ExecutorsUnavailable"
 PROGRESSING = "Progressing"
 STALLED = "Stalled"
 LAGGING = "Lagging"
 READY = "Ready"
 INVALID = "Invalid"
 #: The conditions' order in the status, and the order Ready looks for the first that is not as it should be.
-ORDER = (TOPICS_READY, CHECKPOINTS_READY, JOBS_RUNNING, PROGRESSING, STALLED, LAGGING, READY, INVALID)
+ORDER = (
+    TOPICS_READY,
+    CHECKPOINTS_READY,
+    JOBS_RUNNING,
+    EXECUTORS_UNAVAILABLE,
+    PROGRESSING,
+    STALLED,
+    LAGGING,
+    READY,
+    INVALID,
+)
 #: The conditions that are good when True (the others of Ready's are good when not True).
 _WANTED_TRUE = (TOPICS_READY, CHECKPOINTS_READY, JOBS_RUNNING)
-_WANTED_NOT_TRUE = (STALLED, LAGGING)
+_WANTED_NOT_TRUE = (EXECUTORS_UNAVAILABLE, STALLED, LAGGING)
 
 
 def condition(kind: str, ok: bool | None, reason: str, message: str, *, generation: int) -> dict:
@@ -97,12 +108,18 @@ class ComponentStatus:
     progress: Progress | None = None
     #: What that progress means against the SLO (not written: it makes the conditions).
     verdict: Verdict | None = None
+    #: Executor pods of a kubernetes-mode job that are running (None: not in kubernetes mode, or no pod).
+    executors: int | None = None
+    #: Why a job in a cluster mode has had no executor for longer than spark.executorWaitSeconds (None: it has
+    #: one, or has not waited that long).
+    no_executors: str | None = None
 
     def to_status(self) -> dict:
         """The entry as written; every key is present, and ``None`` (null in the merge patch) removes the old value."""
         r = self.record
         return {
             "progress": None if self.progress is None else self.progress.to_status(),
+            "executors": self.executors,
             "restarts": r.restarts,
             "nextRestart": _timestamp(r.next_restart),
             "gaveUp": r.gave_up,
@@ -151,8 +168,8 @@ def parse_timestamp(text: str | None) -> datetime | None:
 
 @dataclass(frozen=True)
 class Summary:
-    """The pipeline as a whole: its phase, ``jobsReady``, the total lag, and the JobsRunning, Progressing, Stalled,
-    Lagging and Ready conditions."""
+    """The pipeline as a whole: its phase, ``jobsReady``, the total lag, and the JobsRunning, ExecutorsUnavailable,
+    Progressing, Stalled, Lagging and Ready conditions."""
 
     phase: str
     jobs_ready: str
@@ -169,15 +186,18 @@ def summarize(
     conditions: Sequence[dict],
     generation: int,
     progress_unknown: str | None = None,
+    executors_elsewhere: bool = False,
 ) -> Summary:
     """Sum up a pass: ``components`` as decided, ``enabled`` the components to run and ``jobs`` those of them that
     report progress, ``conditions`` the pass's TopicsReady and CheckpointsReady; ``progress_unknown`` says why the
-    jobs' progress could not be read this pass.
+    jobs' progress could not be read this pass; ``executors_elsewhere``: the jobs' executors run outside their
+    drivers' pods (standalone and kubernetes modes; only then is there an ExecutorsUnavailable condition).
 
     JobsRunning says Suspended, SourceDataLost or RestartLimitReached (with the messages of the components stopped
-    for good), Running or Starting; Progressing, Stalled and Lagging come from the jobs' verdicts
-    (:func:`progress_conditions`). Ready is true when TopicsReady, CheckpointsReady and JobsRunning are and neither
-    Stalled nor Lagging is; when it is not, its reason and message are the first condition's that stands in the way."""
+    for good), Running or Starting; ExecutorsUnavailable names the jobs that have waited too long for an executor;
+    Progressing, Stalled and Lagging come from the jobs' verdicts (:func:`progress_conditions`). Ready is true when
+    TopicsReady, CheckpointsReady and JobsRunning are and none of ExecutorsUnavailable, Stalled and Lagging is; when
+    it is not, its reason and message are the first condition's that stands in the way."""
     phases = {c: s.phase for c, s in components.items() if s.phase}
     running = jobs_ready(phases, list(enabled))
     # Components stopped for good, the most telling reason first: (reason, the components in that phase).
@@ -203,6 +223,26 @@ def summarize(
             f"{running} components running",
             generation=generation,
         )
+    starved = [c for c in enabled if c in components and components[c].no_executors]
+    executors: tuple[dict, ...] = ()
+    if executors_elsewhere:
+        executors = (
+            condition(
+                EXECUTORS_UNAVAILABLE,
+                True,
+                "NoExecutors",
+                "; ".join(f"{c}: {components[c].no_executors}" for c in starved),
+                generation=generation,
+            )
+            if starved and not suspended
+            else condition(
+                EXECUTORS_UNAVAILABLE,
+                False,
+                "Available",
+                "no job is waiting for an executor",
+                generation=generation,
+            ),
+        )
     followed = [j for j in jobs if j in enabled]
     judged = progress_conditions(
         {j: components[j].verdict for j in followed if j in components},
@@ -215,14 +255,20 @@ def summarize(
     return Summary(
         phase=pipeline_phase(suspended=suspended, phases=phases, enabled=list(enabled)),
         jobs_ready=running,
-        conditions=(jobs_running, *judged, ready(*conditions, jobs_running, *judged, generation=generation)),
+        conditions=(
+            jobs_running,
+            *executors,
+            *judged,
+            ready(*conditions, jobs_running, *executors, *judged, generation=generation),
+        ),
         lag_records=sum(lags) if lags else None,
     )
 
 
 def ready(*conditions: dict, generation: int) -> dict:
     """The Ready condition over the pass's others: true when TopicsReady, CheckpointsReady and JobsRunning are true
-    and Stalled and Lagging are not; otherwise the reason and message of the first that stands in the way."""
+    and ExecutorsUnavailable, Stalled and Lagging are not; otherwise the reason and message of the first that
+    stands in the way."""
     by_type = {c["type"]: c for c in conditions}
     against = [
         by_type[t]

@@ -267,11 +267,17 @@ def test_prometheus_rule_alerts(render):
     assert {name: (a["expr"], a["for"], a["labels"]["severity"]) for name, a in alerts.items()} == {
         "SluicePipelineStalled": ('sluice_pipeline_condition{condition="Stalled"} == 1', "1m", "critical"),
         "SluicePipelineLagging": ('sluice_pipeline_condition{condition="Lagging"} == 1', "5m", "warning"),
+        "SluicePipelineExecutorsUnavailable": (
+            'sluice_pipeline_condition{condition="ExecutorsUnavailable"} == 1',
+            "5m",
+            "warning",
+        ),
         "SluicePipelineNotReady": ('sluice_pipeline_condition{condition="Ready"} == 0', "10m", "warning"),
         "SluiceReconcileErrors": ("rate(sluice_reconcile_errors_total[5m]) > 0", "15m", "warning"),
     }
     # Prometheus' own templates reach it untouched by Helm.
-    for name in ("SluicePipelineStalled", "SluicePipelineLagging", "SluicePipelineNotReady"):
+    pipelines = ("SluicePipelineStalled", "SluicePipelineLagging", "SluicePipelineExecutorsUnavailable")
+    for name in (*pipelines, "SluicePipelineNotReady"):
         for text in (alerts[name]["annotations"]["summary"], alerts[name]["annotations"]["description"]):
             assert "{{ $labels.namespace }}/{{ $labels.pipeline }}" in text
     assert "{{ $labels.instance }}" in alerts["SluiceReconcileErrors"]["annotations"]["description"]

@@ -88,7 +88,7 @@ def test_worker_count_resources_and_node_port_ui(render):
     assert w["args"][w["args"].index("--cores") + 1] == "2"
     assert w["args"][w["args"].index("--memory") + 1] == "3g"
     # Helm merges maps: the limit is replaced, the default requests stay.
-    assert w["resources"] == {"limits": {"memory": "4Gi"}, "requests": {"cpu": "500m", "memory": "1536Mi"}}
+    assert w["resources"] == {"limits": {"memory": "4Gi"}, "requests": {"cpu": "500m", "memory": "2Gi"}}
     ui = find(objects, "Service", "s-sluice-spark-ui")
     assert (ui["spec"]["type"], ui["spec"]["ports"][0]["nodePort"]) == ("NodePort", 30080)
     # The helm test waits for exactly that many ALIVE workers.

@@ -31,15 +31,18 @@ KIND_CLUSTER_LABEL = "io.x-k8s.kind.cluster"
 T = TypeVar("T")
 
 
-def wait_for(condition: Callable[[], T], *, timeout: float, what: str, every: float = 5.0) -> T:
-    """Poll ``condition`` until it returns a truthy value, and return it; fail naming ``what`` after ``timeout``."""
+def wait_for(
+    condition: Callable[[], T], *, timeout: float, what: str | Callable[[], str], every: float = 5.0
+) -> T:
+    """Poll ``condition`` until it returns a truthy value, and return it; fail naming ``what`` after ``timeout``
+    (a callable: its text then, which can say what was seen)."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what() if callable(what) else what}")
         time.sleep(every)
 
 
@@ -173,6 +176,8 @@ class KindCluster:
                 for c in status.get("containerStatuses") or []:
                     last = (c.get("lastState") or {}).get("terminated") or {}
                     ended = f", last ended {last.get('reason')} (exit {last.get('exitCode')})" if last else ""
+                    if meta.get("deletionTimestamp"):
+                        ended += f", deleted at {meta['deletionTimestamp']} (terminating)"
                     lines.append(
                         f"{meta['namespace']}/{meta['name']} [{c['name']}]: {status.get('phase')}, "
                         f"ready {c.get('ready')}, restarts {c.get('restartCount', 0)}{ended}"

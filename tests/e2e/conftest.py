@@ -1,6 +1,7 @@
 """End-to-end tier: Sluice installed on a real kind cluster by the same script as `make kind-up`.
 
-The cluster is created once per test session (scripts/kind.sh up) and deleted afterwards. Its node image is the
+The cluster (a control plane and two workers that share a directory of the host) is created once per test session
+(scripts/kind.sh up) and deleted afterwards. Its node image is the
 one built here from package registries (SLUICE_KIND_NODE_IMAGE=offline: scripts/build-kind-node.sh), so the tier
 needs no container registry; set SLUICE_KIND_NODE_IMAGE to a public image (kindest/node:v1.34.0) to run it on
 kind's own node instead. A cluster that cannot be created or installed fails the tests, with kind's or helm's
@@ -13,7 +14,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from cluster import CLUSTER_PREFIX, KindCluster, build_outputs, cluster_env, created
+from cluster import CLUSTER_PREFIX, ROOT, KindCluster, build_outputs, cluster_env, created
 
 DEFAULT_CLUSTER = CLUSTER_PREFIX
 CLUSTER_ENV = "SLUICE_E2E_CLUSTER"
@@ -33,8 +34,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 
 @pytest.fixture(scope="session")
 def kind_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KindCluster]:
+    """A control plane and two workers sharing a host directory (k8s/kind-config-workers.yaml): the pipelines of
+    every Spark mode run on it, the cluster-mode ones on the ReadWriteMany claim sluice-shared."""
     name = os.environ.get(CLUSTER_ENV) or DEFAULT_CLUSTER
-    env = cluster_env(name, kubeconfig=tmp_path_factory.mktemp("kind") / "kubeconfig")
+    work = tmp_path_factory.mktemp("kind")
+    env = cluster_env(
+        name,
+        kubeconfig=work / "kubeconfig",
+        SLUICE_KIND_CONFIG=str(ROOT / "k8s" / "kind-config-workers.yaml"),
+        SLUICE_KIND_SHARED_DIR=str(work / "shared"),
+    )
     images = build_outputs("build-images.sh", "spark-jobs", "operator", "kafka", timeout=1800)
     cluster = KindCluster(name=name, namespace="sluice", env=env, images=images)
     with created(cluster, "up"):

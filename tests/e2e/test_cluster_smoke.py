@@ -1,6 +1,6 @@
-"""Smoke test of the kind cluster itself, before any pipeline: the node is Ready and pulled no image, DNS resolves a
-Service, a PVC binds through the storage provisioner, and a pod running a project image reaches another pod
-through a Service."""
+"""Smoke test of the kind cluster itself, before any pipeline: the nodes (a control plane and two workers) are Ready
+and pulled no image, DNS resolves a Service, a PVC binds through the storage provisioner, and a pod running a
+project image reaches another pod through a Service."""
 
 from __future__ import annotations
 
@@ -78,15 +78,17 @@ def smoke_namespace(kind_cluster):
 def test_node_is_ready_and_no_image_was_pulled(kind_cluster):
     """Cluster creation and the helm install of Kafka, Spark and the operator ran on preloaded images only."""
     nodes = kind_cluster.get("nodes")["items"]
-    assert len(nodes) == 1, [n["metadata"]["name"] for n in nodes]
-    node = nodes[0]
-    ready = {c["type"]: c["status"] for c in node["status"]["conditions"]}
-    assert ready.get("Ready") == "True", node["status"]["conditions"]
-    assert node["status"]["nodeInfo"]["kubeletVersion"].startswith("v1.34."), node["status"]["nodeInfo"]
+    names = sorted(n["metadata"]["name"] for n in nodes)
+    # k8s/kind-config-workers.yaml: a control plane and two workers
+    assert names == [f"{kind_cluster.name}-{n}" for n in ("control-plane", "worker", "worker2")], names
+    for node in nodes:
+        ready = {c["type"]: c["status"] for c in node["status"]["conditions"]}
+        assert ready.get("Ready") == "True", node["status"]["conditions"]
+        assert node["status"]["nodeInfo"]["kubeletVersion"].startswith("v1.34."), node["status"]["nodeInfo"]
     running = kind_cluster.get("pods", "--all-namespaces")["items"]
     assert {p["metadata"]["namespace"] for p in running} >= {"kube-system", "local-path-storage", "sluice"}
     if kind_cluster.env["SLUICE_KIND_NODE_IMAGE"] == DEFAULT_NODE_IMAGE:  # kind's own node runs kindnetd
-        assert kind_cluster.cni_pods() == {node["metadata"]["name"]: "Running, 0 restarts"}
+        assert kind_cluster.cni_pods() == dict.fromkeys(names, "Running, 0 restarts")
         # kind gave it the API server's own address, so it never waited for kube-proxy's Service rules
         assert f"sluice-cni: API server at {kind_cluster.name}-control-plane:6443" in kind_cluster.cni_log()
     assert kind_cluster.pull_events() == []

@@ -9,12 +9,8 @@ The tests of the `full` pipeline share it (a module fixture) and run in the orde
 
 from __future__ import annotations
 
-import json
-import math
 import re
-import statistics
 import time
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,22 +20,30 @@ import reference as ref
 import yaml
 from cluster import wait_for
 from confluent_kafka.admin import AdminClient
+from truth import (
+    BASIC_FIELDS,
+    BOOTSTRAP,
+    FIRST_RECORDS_S,
+    TUMBLING_FIELDS,
+    Pipeline,
+    check_alerts,
+    check_window_rows,
+    check_windowed,
+    ground_truth,
+    records_by_key,
+    rewritten,
+    rows_settled_after,
+    written_twice,
+)
 
-from sluice_local.topics import read_all, wait_for_records
+from sluice_local.topics import read_all
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "k8s" / "samples" / "full.yaml"
-BOOTSTRAP = "localhost:30092"  # Kafka's external listener, mapped to the host by k8s/kind-config.yaml
 COMPONENTS = {"generator", "basic", "windowed", "anomaly"}
 LABEL = "streaming.sluice.dev/pipeline"
-LATE_HEADER = "sluice.late"  # the generator marks each event it back-dates (its ground truth)
-EXACT = 1e-9
-FIRST_RECORDS_S = 600
-"""How long a job of the pipeline may take to write its first records (it starts on a busy node)."""
-CLEAR_MARGIN = 0.25
-"""How far from the threshold a z-score must be for a window to be flagged whichever of its late events count."""
 
 
 def _topics() -> dict:
@@ -63,147 +67,7 @@ def _delete_pipeline(cluster, name: str) -> None:
 # --- the generator's ground truth ----------------------------------------------------------------------------------
 
 
-@dataclass
-class Window:
-    """The source's valid events in one (group, window): the values of those on time, and of those the generator
-    back-dated, in the order they were written (a device's events share one partition: they are keyed by it)."""
-
-    on_time: list[float]
-    late: list[float]
-
-    def possible(self) -> list[list[float]]:
-        """Every set of values a job may have aggregated (see :func:`counted`): the on-time events and the first
-        ``k`` late ones, for each ``k``."""
-        return [self.on_time + self.late[:k] for k in range(len(self.late) + 1)]
-
-
-def ground_truth(source: Iterable, windowing: ref.Windowing) -> dict[tuple[str, int], Window]:
-    """The source records (Kafka messages) by device and window start. A job must count every on-time event of a
-    window it emits; a back-dated one it may count or drop, depending on the watermark when it arrived."""
-    windows: dict[tuple[str, int], Window] = {}
-    for message in source:
-        event = ref.parse_record(message.value()).event
-        if event is None:  # malformed: the dead letters' business
-            continue
-        late = dict(message.headers() or []).get(LATE_HEADER) == b"true"
-        for start in windowing.starts(event.time_us):
-            window = windows.setdefault((event.device_id, start), Window([], []))
-            (window.late if late else window.on_time).append(event.value)
-    return windows
-
-
-def _rows(topic: str, aggregation: str | None = None) -> list[dict]:
-    rows = [json.loads(m.value()) for m in read_all(BOOTSTRAP, topic, timeout=120)]
-    return [r for r in rows if aggregation is None or r.get("aggregation") == aggregation]
-
-
-def _start(row: dict) -> int:
-    start = ref.timestamp_us(row["window_start"])
-    assert start is not None, row
-    return start
-
-
-def settled_rows(topic: str, *, aggregation: str | None, windowing: ref.Windowing) -> tuple[list[dict], int]:
-    """Every row of ``topic`` (of one aggregation), and the latest window start W whose micro-batch has surely
-    finished writing: a window two slides later has appeared since (micro-batches run one after another). Every
-    window ending by W's end has then been emitted, if it is ever to be."""
-    # Each aggregation's windows close at their own pace (one query computes them all): wait for its first ones.
-    first = wait_for(
-        lambda: _rows(topic, aggregation), timeout=FIRST_RECORDS_S, what=f"{aggregation or 'rows'} in {topic}"
-    )
-    settled = max(_start(r) for r in first)
-    later = settled + 2 * windowing.slide_us
-
-    def after() -> list[dict] | None:
-        rows = _rows(topic, aggregation)
-        return rows if any(_start(r) >= later for r in rows) else None
-
-    rows = wait_for(after, timeout=300, what=f"a window starting at {ref.format_time(later)} in {topic}")
-    return rows, settled
-
-
-def counted(row: dict, window: Window) -> list[float]:
-    """The values a job aggregated into ``row``, told by its count. On-time events are never dropped. A late event
-    is dropped when the watermark in force for its micro-batch has reached the window's end (Spark's rule, which the
-    jobs keep); the watermark never moves back, and micro-batches take each partition's records in order, so once
-    one late event of a window is dropped, every later one is too. A device's events share one partition: the
-    late events counted are the first ``record_count - len(on_time)`` written."""
-    late = row["record_count"] - len(window.on_time)
-    assert 0 <= late <= len(window.late), (row, window)
-    return window.on_time + window.late[:late]
-
-
-def check_window_rows(
-    rows: list[dict], truth: dict, *, settled: int, fields: dict[str, Callable[[list[float]], float | None]]
-) -> int:
-    """Each emitted window counted every on-time event of the source and no more than all of them; each of
-    ``fields`` equals that statistic computed from the events it counted (:func:`counted`); every window with
-    on-time events that starts by ``settled`` was emitted. Returns how many rows aggregated late events."""
-    with_late = 0
-    emitted = set()
-    for row in rows:
-        key = (row["device_id"], _start(row))
-        emitted.add(key)
-        window = truth.get(key)
-        assert window is not None, f"window with no source event: {row}"
-        values = counted(row, window)
-        with_late += len(values) > len(window.on_time)
-        for field, statistic in fields.items():
-            expected = statistic(values)
-            if expected is None:  # a sample standard deviation of one value: JSON null
-                assert row[field] is None, (field, row)
-            else:
-                close = math.isclose(row[field], expected, rel_tol=EXACT, abs_tol=EXACT)
-                assert close, (field, row, expected)
-    missing = sorted(k for k, w in truth.items() if w.on_time and k[1] <= settled and k not in emitted)
-    assert not missing, f"windows with on-time events never emitted: {missing[:10]}"
-    return with_late
-
-
-TUMBLING_FIELDS = {
-    "record_count": len,
-    "avg_value": statistics.fmean,
-    "min_value": min,
-    "max_value": max,
-}
-SLIDING_FIELDS = {
-    "record_count": len,
-    "avg_value": statistics.fmean,
-    "stddev_value": lambda values: statistics.stdev(values) if len(values) > 1 else None,
-}
-
-
 # --- the full sample -----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Pipeline:
-    name: str
-    spec: dict
-    manifest: Path
-    """The manifest applied (the sample, sized for one kind node)."""
-
-    def topic(self, role: str) -> str:
-        return self.spec["kafka"]["topics"][role]["name"]
-
-    @property
-    def topics(self) -> set[str]:
-        return {t["name"] for t in self.spec["kafka"]["topics"].values()}
-
-    def windowing(self, window: str, slide: str | None = None, *, job: str) -> ref.Windowing:
-        settings = self.spec["jobs"][job]
-        length = _seconds(settings[window])
-        return ref.Windowing(
-            ref.seconds(length),
-            ref.seconds(_seconds(settings[slide]) if slide else length),
-            ref.seconds(_seconds(settings["watermark"])),
-        )
-
-
-def _seconds(duration: str) -> float:
-    match = re.fullmatch(r"(\d+)([smh])", duration)
-    assert match, f"test helper reads only <n>s/m/h durations, not {duration!r}"
-    return int(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2]]
 
 
 @pytest.fixture(scope="module")
@@ -276,84 +140,11 @@ def test_kind_demo_prints_windowed_results_and_alerts(kind_cluster, full):
 
 
 def test_windowed_results_agree_with_the_generators_ground_truth(full):
-    topic = full.topic("windowed")
-    wait_for_records(BOOTSTRAP, topic, count=100, timeout=FIRST_RECORDS_S)
-    tumbling = full.windowing("tumblingWindow", job="windowed")
-    sliding = full.windowing("slidingWindow", "slidingSlide", job="windowed")
-    tumbling_rows, tumbling_settled = settled_rows(topic, aggregation="tumbling", windowing=tumbling)
-    sliding_rows, sliding_settled = settled_rows(topic, aggregation="sliding", windowing=sliding)
-    # Read after the results, the source holds every event of their windows.
-    source = read_all(BOOTSTRAP, full.topic("source"), timeout=300)
-
-    with_late = check_window_rows(
-        tumbling_rows, ground_truth(source, tumbling), settled=tumbling_settled, fields=TUMBLING_FIELDS
-    )
-    with_late += check_window_rows(
-        sliding_rows, ground_truth(source, sliding), settled=sliding_settled, fields=SLIDING_FIELDS
-    )
-    # The sample back-dates late events by up to a minute, past the 10 s watermark delay or not: some land in
-    # windows still open, and count.
-    assert with_late > 0, "no window counted a late event: the late-event path went unchecked"
-    devices = {r["device_id"] for r in tumbling_rows}
-    assert len(devices) == full.spec["generator"]["devices"], sorted(devices)
+    check_windowed(full)
 
 
 def test_alerts_agree_with_the_generators_ground_truth(full):
-    topic = full.topic("alerts")
-    settings = full.spec["jobs"]["anomaly"]
-    windowing = full.windowing("window", "slide", job="anomaly")
-    wait_for_records(BOOTSTRAP, topic, count=1, timeout=FIRST_RECORDS_S)
-    alerts, settled = settled_rows(topic, aggregation=None, windowing=windowing)
-    source = read_all(BOOTSTRAP, full.topic("source"), timeout=300)
-    truth = ground_truth(source, windowing)
-    threshold, floor = settings["threshold"], settings["stddevFloor"]
-
-    alerted, exact = set(), 0
-    for alert in alerts:
-        key = (alert["device_id"], _start(alert))
-        alerted.add(key)
-        window = truth[key]
-        assert alert["threshold"] == threshold
-        assert abs(alert["anomaly_score"]) > threshold, alert
-        values = counted(alert, window)
-        verdict = ref.score_window(values, threshold=threshold, stddev_floor=floor)
-        if verdict.margin < 1e-6:  # the last bit of rounding could decide
-            continue
-        assert verdict.anomaly_type == alert["anomaly_type"], (alert, verdict)
-        assert math.isclose(alert["anomaly_score"], verdict.score, rel_tol=EXACT), (alert, verdict)
-        assert (alert["min_value"], alert["max_value"]) == (min(values), max(values)), alert
-        exact += 1
-    # Only a score within rounding of the threshold is left out.
-    assert exact >= len(alerts) - len(alerts) // 100, f"only {exact} of {len(alerts)} alerts compared"
-
-    # Every settled window the z-score rule flags clearly, whichever of its late events counted, was alerted.
-    def clearly_flagged(window: Window) -> bool:
-        verdicts = [
-            ref.score_window(values, threshold=threshold, stddev_floor=floor) for values in window.possible()
-        ]
-        return all(v.anomaly_type is not None and v.margin >= CLEAR_MARGIN for v in verdicts)
-
-    flagged = {k for k, w in truth.items() if k[1] <= settled and w.on_time and clearly_flagged(w)}
-    assert flagged, "the ground truth flags no window: the check below would be empty"
-    assert sorted(flagged - alerted) == []
-
-
-def _records(topic: str) -> dict[str, list[bytes]]:
-    """Every record value of ``topic``, by key, in the order written."""
-    records: dict[str, list[bytes]] = {}
-    for message in read_all(BOOTSTRAP, topic, timeout=120):
-        records.setdefault(message.key().decode(), []).append(message.value())
-    return records
-
-
-def _written_twice(records: dict[str, list[bytes]]) -> list[str]:
-    return sorted(k for k, values in records.items() if len(values) > 1)
-
-
-def _rewritten(records: dict[str, list[bytes]]) -> dict[str, list[bytes]]:
-    """The keys written more than once, with their values when these differ (a re-emitted window must repeat its
-    first record exactly)."""
-    return {k: values for k, values in records.items() if len(set(values)) > 1}
+    check_alerts(full)
 
 
 def _component_status(cluster, pipeline: str, component: str) -> dict:
@@ -370,24 +161,6 @@ def _wait_for_replacement(cluster, pipeline: str, old: dict) -> dict:
         return pod if fresh and pod["status"].get("phase") == "Running" else None
 
     return wait_for(replaced, timeout=300, what=f"the operator to run a new {component} pod")
-
-
-def _rows_settled_after(
-    topic: str, windowing: ref.Windowing, after: int, *, aggregation: str | None = None
-) -> tuple[list[dict], int]:
-    """:func:`settled_rows` once windows starting at ``after`` have appeared: the settled start is then at least
-    ``after``."""
-    wait_for(
-        lambda: any(_start(r) >= after for r in _rows(topic, aggregation)),
-        timeout=600,
-        what=f"{aggregation or 'rows'} windows in {topic} from {ref.format_time(after)} on",
-    )
-    rows, settled = settled_rows(topic, aggregation=aggregation, windowing=windowing)
-    assert settled >= after, (ref.format_time(settled), ref.format_time(after))
-    return rows, settled
-
-
-BASIC_FIELDS = {"record_count": len, "avg_value": statistics.fmean}
 
 
 @dataclass(frozen=True)
@@ -438,13 +211,13 @@ def test_a_deleted_job_pod_resumes_from_its_checkpoint_without_emitting_a_window
     _wait_for_replacement(kind_cluster, full.name, disruption.deleted)
     # Windows from well after the restart: the new pod has processed what the generator wrote meanwhile.
     after = disruption.killed_at + 3 * windowing.length_us
-    rows, settled = _rows_settled_after(topic, windowing, after)
-    assert _written_twice(_records(topic)) == []
+    rows, settled = rows_settled_after(topic, windowing, after)
+    assert written_twice(records_by_key(topic)) == []
     # Every window with on-time events up to well after the restart was emitted (none lost while the pod was
     # away), and agrees with the source.
     source = read_all(BOOTSTRAP, full.topic("source"), timeout=300)
     check_window_rows(rows, ground_truth(source, windowing), settled=settled, fields=BASIC_FIELDS)
-    assert _written_twice(_records(full.topic("alerts"))) == []
+    assert written_twice(records_by_key(full.topic("alerts"))) == []
     assert kind_cluster.pull_events() == []
 
 
@@ -465,8 +238,8 @@ def test_a_crashed_job_pod_resumes_from_its_checkpoint_and_writes_again_only_ide
     assert status["restarts"] == disruption.restarts_before + 1, status
 
     after = disruption.killed_at + 3 * tumbling.length_us
-    rows, settled = _rows_settled_after(topic, tumbling, after, aggregation="tumbling")
-    assert _rewritten(_records(topic)) == {}
+    rows, settled = rows_settled_after(topic, tumbling, after, aggregation="tumbling")
+    assert rewritten(records_by_key(topic)) == {}
     # The restarted job went on from its checkpoint: none lost while the pod was away, and every window (once per
     # key) agrees with the source.
     once = list({(r["device_id"], r["window_start"]): r for r in rows}.values())
@@ -486,7 +259,8 @@ def test_deleting_the_pipeline_removes_its_pods_topics_and_claim(kind_cluster, f
 
 
 def test_a_pod_whose_image_is_missing_is_told_once_with_the_reason_in_its_status(kind_cluster):
-    """Last in the module: it makes the kubelet try a pull, which the tests above check never happens."""
+    """Last in the module: it makes the kubelet try a pull, which the other tests check never happens; the pull's
+    Events are deleted afterwards, so that the modules after it can still check that."""
     name = "noimage"
     topics = {
         role: {"name": f"noimage-{role}"}
@@ -525,3 +299,5 @@ def test_a_pod_whose_image_is_missing_is_told_once_with_the_reason_in_its_status
         assert pulls[0]["message"].startswith("generator: pod noimage-generator: "), pulls
     finally:
         _delete_pipeline(kind_cluster, name)
+        for involved in (name, f"{name}-generator"):
+            kind_cluster.kubectl("delete", "events", "--field-selector", f"involvedObject.name={involved}")

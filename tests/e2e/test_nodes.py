@@ -1,12 +1,14 @@
-"""The offline node image on more than one node: a worker joins the control plane, the default CNI (sluice-cni)
-gives each node its own range of the pod subnet and routes between the nodes, and a pod on the worker reaches a pod
+"""The offline node image on more than one node: the workers join the control plane, the default CNI (sluice-cni)
+gives each node its own range of the pod subnet and routes between the nodes, and a pod on a worker reaches a pod
 on the control plane by its address and by a Service name through CoreDNS, keeping its own source address.
 
-A cluster of its own (scripts/kind.sh create, a control plane and a worker, nothing installed), beside the tier's.
+On the tier's cluster (a control plane and two workers, tests/e2e/conftest.py), in the namespace ``default``: the test
+pods run busybox as root, which Sluice's namespace (PodSecurity restricted) refuses.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import subprocess
@@ -14,45 +16,45 @@ from collections.abc import Iterator
 
 import pytest
 import yaml
-from cluster import CLUSTER_PREFIX, KindCluster, cluster_env, created, wait_for
+from cluster import KindCluster, wait_for
 
 pytestmark = pytest.mark.e2e
 
-CLUSTER = f"{CLUSTER_PREFIX}-nodes"
 POD_SUBNET = ipaddress.ip_network("10.244.0.0/16")  # kind's default podSubnet
-CONFIG = {
-    "kind": "Cluster",
-    "apiVersion": "kind.x-k8s.io/v1alpha4",
-    "nodes": [{"role": "control-plane"}, {"role": "worker"}],
-}
 CNI_CONF = "/etc/cni/net.d/10-sluice-bridge.conflist"
 ROUTE_PROTO = "73"  # the routes sluice-cni owns (images/kind-node/rootfs/kind/manifests/default-cni.yaml)
 CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
+NODES = 3  # k8s/kind-config-workers.yaml
 
 
 @pytest.fixture(scope="module")
-def nodes_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KindCluster]:
-    path = tmp_path_factory.mktemp("nodes")
-    (path / "kind-config.yaml").write_text(yaml.safe_dump(CONFIG))
-    env = cluster_env(
-        CLUSTER, kubeconfig=path / "kubeconfig", SLUICE_KIND_CONFIG=str(path / "kind-config.yaml")
-    )
-    cluster = KindCluster(name=CLUSTER, namespace="default", env=env, images={})
-    with created(cluster, "create"):
-        yield cluster
+def nodes_cluster(kind_cluster: KindCluster) -> Iterator[KindCluster]:
+    """The tier's cluster, in the namespace ``default``; the test pods are deleted afterwards."""
+    cluster = dataclasses.replace(kind_cluster, namespace="default")
+    yield cluster
+    cluster.kubectl("delete", "pods,services", "-l", "sluice-e2e=nodes", "--wait=false", check=False)
 
 
 @pytest.fixture(scope="module")
 def nodes(nodes_cluster) -> dict[str, dict]:
-    """The two nodes once both are Ready, by role."""
+    """The nodes once all are Ready, by name."""
 
     def ready() -> dict[str, dict] | None:
         items = nodes_cluster.get("nodes")["items"]
-        if len(items) != 2 or not all(_ready(n) for n in items):
+        if len(items) != NODES or not all(_ready(n) for n in items):
             return None
-        return {_role(n): n for n in items}
+        return {n["metadata"]["name"]: n for n in items}
 
-    return wait_for(ready, timeout=300, what="the control plane and the worker Ready")
+    return wait_for(ready, timeout=300, what=f"the {NODES} nodes Ready")
+
+
+def _control_plane(nodes: dict[str, dict]) -> dict:
+    (node,) = [n for n in nodes.values() if _role(n) == "control-plane"]
+    return node
+
+
+def _a_worker(nodes: dict[str, dict]) -> dict:
+    return min((n for n in nodes.values() if _role(n) == "worker"), key=lambda n: n["metadata"]["name"])
 
 
 def _ready(node: dict) -> bool:
@@ -81,12 +83,11 @@ def _on_node(node: dict, *command: str) -> str:
     ).stdout
 
 
-def test_each_node_has_its_own_pod_range_and_a_route_to_the_others(nodes_cluster, nodes):
-    ranges = {role: ipaddress.ip_network(n["spec"]["podCIDR"]) for role, n in nodes.items()}
+def test_each_node_has_its_own_pod_range_and_a_route_to_each_other_node(nodes_cluster, nodes):
+    ranges = {name: ipaddress.ip_network(n["spec"]["podCIDR"]) for name, n in nodes.items()}
     assert all(r.subnet_of(POD_SUBNET) for r in ranges.values()), ranges
-    assert not ranges["control-plane"].overlaps(ranges["worker"]), ranges
-    for role, node in nodes.items():
-        other = "worker" if role == "control-plane" else "control-plane"
+    assert all(not a.overlaps(b) for a in ranges.values() for b in ranges.values() if a is not b), ranges
+    for name, node in nodes.items():
 
         def configured(node=node) -> dict | None:
             try:
@@ -94,19 +95,19 @@ def test_each_node_has_its_own_pod_range_and_a_route_to_the_others(nodes_cluster
             except subprocess.CalledProcessError:
                 return None
 
-        conf = wait_for(configured, timeout=120, what=f"{CNI_CONF} on the {role}")
+        conf = wait_for(configured, timeout=120, what=f"{CNI_CONF} on {name}")
         (bridge,) = [p for p in conf["plugins"] if p["type"] == "bridge"]
-        assert bridge["ipam"]["ranges"] == [[{"subnet": str(ranges[role])}]], (role, bridge)
+        assert bridge["ipam"]["ranges"] == [[{"subnet": str(ranges[name])}]], (name, bridge)
         # sluice-cni reconciles every 10 s: the route to a node that just joined comes within that.
-        route = [str(ranges[other]), "via", _address(nodes[other])]
-        wait_for(
-            lambda node=node, route=route: _routes(node) == [route],
-            timeout=60,
-            what=f"the {role}'s routes to be exactly [{' '.join(route)}]",
+        routes = sorted(
+            [str(ranges[other]), "via", _address(o)] for other, o in nodes.items() if other != name
         )
-    assert nodes_cluster.cni_pods() == dict.fromkeys(
-        (n["metadata"]["name"] for n in nodes.values()), "Running, 0 restarts"
-    )
+        wait_for(
+            lambda node=node, routes=routes: sorted(_routes(node)) == routes,
+            timeout=60,
+            what=f"{name}'s routes to be exactly {routes}",
+        )
+    assert nodes_cluster.cni_pods() == dict.fromkeys(nodes, "Running, 0 restarts")
 
 
 def _routes(node: dict) -> list[list[str]]:
@@ -125,7 +126,7 @@ def _pod(name: str, node: dict, image: str, script: str, **spec) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "labels": {"app": name}},
+        "metadata": {"name": name, "labels": {"app": name, "sluice-e2e": "nodes"}},
         "spec": {
             "nodeSelector": {"kubernetes.io/hostname": node["metadata"]["name"]},
             "tolerations": [{**CONTROL_PLANE_TAINT, "operator": "Exists"}],
@@ -137,18 +138,19 @@ def _pod(name: str, node: dict, image: str, script: str, **spec) -> dict:
     }
 
 
-def test_a_pod_on_the_worker_reaches_a_pod_on_the_control_plane(nodes_cluster, nodes):
+def test_a_pod_on_a_worker_reaches_a_pod_on_the_control_plane(nodes_cluster, nodes):
     image = _helper_image(nodes_cluster)
+    control_plane, worker = _control_plane(nodes), _a_worker(nodes)
     server = _pod(
         "web",
-        nodes["control-plane"],
+        control_plane,
         image,
         "mkdir -p /tmp/www && echo hello from web >/tmp/www/index.html && exec httpd -f -v -p 8080 -h /tmp/www",
     )
     service = {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": "web"},
+        "metadata": {"name": "web", "labels": {"sluice-e2e": "nodes"}},
         "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
     }
     nodes_cluster.apply(server, service)
@@ -160,7 +162,7 @@ def test_a_pod_on_the_worker_reaches_a_pod_on_the_control_plane(nodes_cluster, n
     web_ip = web["status"]["podIP"]
     client = _pod(
         "client",
-        nodes["worker"],
+        worker,
         image,
         # Each URL is tried for up to a minute: the route to the other node and the Service's rules arrive
         # within seconds of the pods.
@@ -182,9 +184,8 @@ def test_a_pod_on_the_worker_reaches_a_pod_on_the_control_plane(nodes_cluster, n
     # Its address, then the page twice (the attempts that failed, if any, said so on stderr between).
     assert logs[0] == client_ip, logs
     assert [line for line in logs if line.startswith("hello")] == ["hello from web"] * 2, logs
-    ranges = {role: ipaddress.ip_network(n["spec"]["podCIDR"]) for role, n in nodes.items()}
-    assert ipaddress.ip_address(web_ip) in ranges["control-plane"], (web_ip, ranges)
-    assert ipaddress.ip_address(client_ip) in ranges["worker"], (client_ip, ranges)
+    assert ipaddress.ip_address(web_ip) in ipaddress.ip_network(control_plane["spec"]["podCIDR"]), web_ip
+    assert ipaddress.ip_address(client_ip) in ipaddress.ip_network(worker["spec"]["podCIDR"]), client_ip
     # Pod to pod keeps the source address (masquerade only for traffic leaving the pod subnet): the server saw
     # the client's own address, for the direct request at least (through the Service it may be either).
     server_log = nodes_cluster.kubectl("logs", "web").stdout

@@ -257,3 +257,36 @@ def test_spark_chart_master_and_worker_run_on_the_image(images, render):
 
         (app,) = wait_for(finished, timeout=60, what="the application among the master's completed apps")
         assert app["state"] == "FINISHED"
+
+
+def test_the_executor_entry_point_starts_sparks_kubernetes_executor_with_the_pods_settings(images):
+    """What Spark on Kubernetes' executor pods run: the image with the one argument ``executor`` and the SPARK_*
+    variables of the pod Spark builds (the pod-template test and tests/e2e run real ones). Here no driver listens,
+    so the executor backend starts, with its JVM options in their numeric order and the executor's heap, tries the
+    driver's address and exits with Spark's own error naming it."""
+    (port,) = free_ports(1)
+    env = {
+        "SPARK_DRIVER_URL": f"spark://CoarseGrainedScheduler@127.0.0.1:{port}",
+        "SPARK_EXECUTOR_ID": "7",
+        "SPARK_EXECUTOR_CORES": "1",
+        "SPARK_EXECUTOR_MEMORY": "320m",
+        "SPARK_APPLICATION_ID": "spark-images-tier",
+        "SPARK_EXECUTOR_POD_IP": "127.0.0.1",
+        "SPARK_EXECUTOR_POD_NAME": "pipeline-windowed-exec-7",
+        "SPARK_RESOURCE_PROFILE_ID": "0",
+        # Spark numbers the options from 0; the 11th must come after the 3rd (a text sort would put it first),
+        # and an option with a space stays one argument.
+        "SPARK_JAVA_OPT_0": "-XshowSettings:properties",
+        "SPARK_JAVA_OPT_1": "-XX:+PrintCommandLineFlags",
+        "SPARK_JAVA_OPT_2": "-Dsluice.spaced=a b",
+        "SPARK_JAVA_OPT_3": "-Dsluice.order=third",
+        "SPARK_JAVA_OPT_10": "-Dsluice.order=eleventh",
+    }
+    options = [*POD_LIKE, *(f"--env={name}={value}" for name, value in env.items())]
+    code, output = run_to_end(images["spark-jobs"], "executor", options=options, timeout=180)
+    assert code != 0, output
+    assert "sluice.order = eleventh" in output, output
+    assert "sluice.spaced = a b" in output, output
+    assert f"-XX:MaxHeapSize={320 * 1024 * 1024}" in output, output  # -Xmx from SPARK_EXECUTOR_MEMORY
+    assert "KubernetesExecutorBackend" in output, output
+    assert f"127.0.0.1:{port}" in output, output

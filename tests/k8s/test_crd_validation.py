@@ -71,6 +71,20 @@ INVALID = [
     ("spark.driver.cores", 0, "spec.spark.driver.cores"),
     ("spark.driver.cpuRequest", "half", "spec.spark.driver.cpuRequest"),
     ("spark.conf", {"hadoop.fs.x": "1"}, "every key of spark.conf must be a Spark setting"),
+    ("spark.executor.instances", 0, "spec.spark.executor.instances"),
+    ("spark.executor.memoryOverhead", "lots", "spec.spark.executor.memoryOverhead"),
+    ("spark.executor.cpuRequest", "1 core", "spec.spark.executor.cpuRequest"),
+    (
+        "spark.executor.dynamicAllocation",
+        {"enabled": True, "minExecutors": 3, "maxExecutors": 2},
+        "minExecutors must not be more than maxExecutors",
+    ),
+    (
+        "spark.executor",
+        {"instances": 5, "dynamicAllocation": {"enabled": True, "minExecutors": 1, "maxExecutors": 4}},
+        "with dynamicAllocation enabled, instances must lie between minExecutors and maxExecutors",
+    ),
+    ("spark.executorWaitSeconds", 5, "spec.spark.executorWaitSeconds"),
     ("checkpoints.size", "lots", "spec.checkpoints.size"),
     ("checkpoints.accessModes", ["ReadOnlyMany"], "spec.checkpoints.accessModes[0]"),
     ("checkpoints.accessModes", [], "spec.checkpoints.accessModes"),
@@ -125,6 +139,19 @@ def test_base_pipeline_is_accepted_and_defaulted(control_plane, crd, namespace, 
     }
     assert spec["jobs"]["anomaly"]["threshold"] == 2.0 and spec["restartPolicy"]["type"] == "OnFailure"
     assert spec["spark"]["driver"] == {"cores": 2, "memory": "1g", "cpuRequest": ""}
+    assert spec["spark"]["executor"] == {
+        "cores": 1,
+        "memory": "1g",
+        "instances": 1,
+        "memoryOverhead": "",
+        "cpuRequest": "",
+        "dynamicAllocation": {
+            "enabled": False,
+            "minExecutors": 1,
+            "maxExecutors": 4,
+            "shuffleTracking": True,
+        },
+    }
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=[s.name for s in SAMPLES])

@@ -37,15 +37,19 @@ from support.operator_process import (
     RBAC,
     ROOT,
     VERSION,
+    absent,
     apply,
+    condition,
     events,
     get_cr,
     manifest,
-    operator_environment,
     pods,
+    run_job_pods,
+    set_phase,
+    set_running,
     spawn_operator,
-    start_operator,
     stop_operator,
+    wait_for,
 )
 from support.outputs import assert_same_records, records_by_key
 from support.prometheus import scraped
@@ -55,60 +59,6 @@ from sluice_local.topics import read_all
 from spark_jobs.progress import GroupCommitter, commit_metadata
 
 pytestmark = pytest.mark.k8s
-
-
-def wait_for(check: Callable[[], object], *, timeout: float = 60, what: str = "condition") -> object:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except (AssertionError, KeyError, TypeError, StopIteration, OSError, ApiException) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.3)
-    pytest.fail(f"timed out after {timeout:g} s waiting for {what}; last: {last!r}")
-
-
-@pytest.fixture(scope="module")
-def operator(control_plane, tmp_path_factory):
-    """The operator process, authenticated as system:serviceaccount:sluice-system:sluice-operator."""
-    work = tmp_path_factory.mktemp("operator")
-    env = operator_environment(control_plane, work)
-    process, metrics_port = start_operator(env, work / "operator.log")
-    try:
-        yield {"process": process, "log": work / "operator.log", "metrics_port": metrics_port, "env": env}
-    finally:
-        stop_operator(process)
-
-
-@pytest.fixture
-def api(k8s_api):
-    return {
-        "core": client.CoreV1Api(k8s_api),
-        "custom": client.CustomObjectsApi(k8s_api),
-    }
-
-
-def set_phase(api, namespace: str, pod: str, phase: str) -> None:
-    """What a kubelet would report (there is none here)."""
-    api["core"].patch_namespaced_pod_status(pod, namespace, {"status": {"phase": phase}})
-
-
-def absent(read: Callable[[], object]) -> bool:
-    """Whether ``read()`` answers 404 (the object is gone)."""
-    try:
-        read()
-    except ApiException as exc:
-        return exc.status == 404
-    return False
-
-
-def condition(cr: dict, kind: str) -> dict:
-    return next(c for c in cr.get("status", {}).get("conditions", []) if c["type"] == kind)
 
 
 # --- a steady pipeline: quiet for the whole module ----------------------------------------------------------------
@@ -359,39 +309,6 @@ def test_pipeline_lifecycle(control_plane, operator, api, namespace, kafka_broke
     retained = api["core"].read_namespaced_persistent_volume_claim("lab-checkpoints", namespace)
     assert not retained.metadata.owner_references
     assert len(kafka_admin.describe_topics(bootstrap, [t["name"] for t in topics.values()])) == 5
-
-
-def set_running(api, namespace: str, pod: str, *, since: datetime) -> None:
-    """What a kubelet reports of a pod whose container has run since ``since``."""
-    container = pod.rsplit("-", 1)[-1]
-    started = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    status = {
-        "phase": "Running",
-        "containerStatuses": [
-            {
-                "name": container,
-                "ready": True,
-                "restartCount": 0,
-                "image": "sluice/spark-jobs:0.1.0",
-                "imageID": "",
-                "state": {"running": {"startedAt": started}},
-            }
-        ],
-    }
-    api["core"].patch_namespaced_pod_status(pod, namespace, {"status": status})
-
-
-def run_job_pods(api, namespace: str, pipeline: str) -> None:
-    """What the volume provisioner and the kubelets report once the pipeline's three job pods exist (no generator):
-    its claim bound, every pod Running since now."""
-    found = wait_for(
-        lambda: len(pods(api, namespace, pipeline)) == 3 and pods(api, namespace, pipeline), what="pods"
-    )
-    api["core"].patch_namespaced_persistent_volume_claim_status(
-        f"{pipeline}-checkpoints", namespace, {"status": {"phase": "Bound"}}
-    )
-    for pod in found.values():
-        set_running(api, namespace, pod.metadata.name, since=datetime.now(UTC))
 
 
 def produce_to_partitions(bootstrap: str, topic: str, per_partition: int, partitions: int) -> None:
@@ -967,6 +884,15 @@ def test_samples_listing_matches_the_readme(control_plane, operator, api, namesp
     names = []
     for sample in SAMPLES:
         body = yaml.safe_load(sample.read_text())
+        existing = body["spec"].get("checkpoints", {}).get("existingClaim")
+        if existing:  # the shared claim a cluster-mode sample names is the user's to make
+            api["core"].create_namespaced_persistent_volume_claim(
+                namespace,
+                {
+                    "metadata": {"name": existing},
+                    "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}},
+                },
+            )
         body["spec"]["kafka"]["bootstrapServers"] = kafka_broker.bootstrap_servers
         topics = body["spec"]["kafka"].setdefault("topics", {})
         for role in ("source", "processed", "windowed", "alerts", "deadLetter"):

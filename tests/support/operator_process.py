@@ -12,11 +12,14 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import yaml
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from sluice_local.processes import free_ports
 
@@ -151,3 +154,75 @@ def pods(api, namespace: str, name: str) -> dict[str, client.V1Pod]:
         for p in found.items
         if not p.metadata.deletion_timestamp
     }
+
+
+# --- what the tests play: the kubelet and the volume binder (no kubelet runs in the k8s tier) -----------------
+
+
+def wait_for(check: Callable[[], object], *, timeout: float = 60, what: str = "condition") -> object:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except (AssertionError, KeyError, TypeError, StopIteration, OSError, ApiException) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(0.3)
+    pytest.fail(f"timed out after {timeout:g} s waiting for {what}; last: {last!r}")
+
+
+def set_phase(api, namespace: str, pod: str, phase: str) -> None:
+    """What a kubelet would report (there is none here)."""
+    api["core"].patch_namespaced_pod_status(pod, namespace, {"status": {"phase": phase}})
+
+
+def absent(read: Callable[[], object]) -> bool:
+    """Whether ``read()`` answers 404 (the object is gone)."""
+    try:
+        read()
+    except ApiException as exc:
+        return exc.status == 404
+    return False
+
+
+def condition(cr: dict, kind: str) -> dict:
+    return next(c for c in cr.get("status", {}).get("conditions", []) if c["type"] == kind)
+
+
+def set_running(api, namespace: str, pod: str, *, since: datetime, ready: bool = True) -> None:
+    """What a kubelet reports of a pod whose container has run since ``since``; with ``ready`` False, one whose
+    readiness probe has failed since then (a cluster-mode job without an executor)."""
+    container = pod.rsplit("-", 1)[-1]
+    started = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    status = {
+        "phase": "Running",
+        "conditions": [{"type": "Ready", "status": str(ready), "lastTransitionTime": started}],
+        "containerStatuses": [
+            {
+                "name": container,
+                "ready": ready,
+                "restartCount": 0,
+                "image": "sluice/spark-jobs:0.1.0",
+                "imageID": "",
+                "state": {"running": {"startedAt": started}},
+            }
+        ],
+    }
+    api["core"].patch_namespaced_pod_status(pod, namespace, {"status": status})
+
+
+def run_job_pods(api, namespace: str, pipeline: str) -> None:
+    """What the volume provisioner and the kubelets report once the pipeline's three job pods exist (no generator):
+    its claim bound, every pod Running since now."""
+    found = wait_for(
+        lambda: len(pods(api, namespace, pipeline)) == 3 and pods(api, namespace, pipeline), what="pods"
+    )
+    api["core"].patch_namespaced_persistent_volume_claim_status(
+        f"{pipeline}-checkpoints", namespace, {"status": {"phase": "Bound"}}
+    )
+    for pod in found.values():
+        set_running(api, namespace, pod.metadata.name, since=datetime.now(UTC))

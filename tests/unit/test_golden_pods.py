@@ -58,24 +58,28 @@ def built(pipeline: str, data: dict) -> dict:
     """What the operator builds for one pipeline: every component's pod at checkpoint generations 0 and 3, the
     claim, and each job's state fingerprint."""
     spec = parse_spec(data)
-    pods = {
+    plans = {
         f"{component}@g{generation}": manifests.pod_plan(
             pipeline=pipeline,
             namespace=NAMESPACE,
             spec=spec,
             component=components.get(component),
             generation=generation,
-        ).manifest
+        )
         for component in COMPONENTS
         for generation in (0, 3)
     }
-    return {
-        "pods": pods,
+    out = {
+        "pods": {key: plan.manifest for key, plan in plans.items()},
         "claim": manifests.checkpoint_pvc(pipeline=pipeline, namespace=NAMESPACE, spec=spec),
         "fingerprints": {
             job: checkpoints.state_fingerprint(spec=spec, component=components.get(job)) for job in JOBS
         },
     }
+    needs = {key: list(plan.needs) for key, plan in plans.items() if plan.needs}
+    if needs:  # kubernetes mode: what a driver's pod needs before it starts
+        out["needs"] = needs
+    return out
 
 
 def _text(value: dict) -> str:
@@ -98,9 +102,9 @@ def test_children_are_the_golden_bytes(case: str) -> None:
         now, before = json.loads(text), json.loads(expected)
         diffs = [
             f"{part}.{key}"
-            for part in ("pods", "fingerprints")
-            for key in sorted(set(now[part]) | set(before[part]))
-            if now[part].get(key) != before[part].get(key)
+            for part in ("pods", "fingerprints", "needs")
+            for key in sorted(set(now.get(part, {})) | set(before.get(part, {})))
+            if now.get(part, {}).get(key) != before.get(part, {}).get(key)
         ] + (["claim"] if now["claim"] != before["claim"] else [])
         pytest.fail(f"{case}: differs from {golden.name} in {diffs or 'key order or formatting'}")
 

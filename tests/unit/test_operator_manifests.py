@@ -228,3 +228,118 @@ def test_enabled_components():
     assert [c.name for c in components.enabled(spec)] == ["basic", "anomaly"]
     with pytest.raises(ValueError, match="unknown component 'x'; the components are generator, basic"):
         components.get("x")
+
+
+def test_standalone_jobs_share_the_cluster_each_taking_instances_times_cores():
+    spec = parse_spec(
+        {
+            "checkpoints": {"existingClaim": "shared"},
+            "spark": {"mode": "standalone", "executor": {"instances": 2, "cores": 3, "memory": "2g"}},
+        }
+    )
+    container = plan("anomaly", spec=spec).manifest["spec"]["containers"][0]
+    opts = parse_options(AnomalyOptions, flags(container))
+    conf = dict(opts.common.spark_conf)
+    assert (conf["spark.cores.max"], conf["spark.executor.cores"], conf["spark.executor.memory"]) == (
+        "6",
+        "3",
+        "2g",
+    )
+    assert "spark.executor.instances" not in conf  # standalone sizes a job by its cores
+    assert opts.common.shuffle_partitions == 6  # one per core it can run on
+    assert opts.common.executors_missing_file == "/tmp/sluice/executors-missing"
+    assert container["readinessProbe"]["exec"]["command"] == [
+        "test",
+        "!",
+        "-e",
+        "/tmp/sluice/executors-missing",
+    ]
+    # dynamic allocation: the most it may take, and Spark's settings for it
+    scaling = parse_spec(
+        {
+            "checkpoints": {"existingClaim": "shared"},
+            "spark": {
+                "mode": "standalone",
+                "executor": {"instances": 2, "dynamicAllocation": {"enabled": True, "maxExecutors": 5}},
+            },
+        }
+    )
+    conf = dict(
+        parse_options(
+            AnomalyOptions, flags(plan("anomaly", spec=scaling).manifest["spec"]["containers"][0])
+        ).common.spark_conf
+    )
+    assert {
+        k: v for k, v in conf.items() if k.startswith("spark.dynamicAllocation") or k == "spark.cores.max"
+    } == {
+        "spark.cores.max": "5",
+        "spark.dynamicAllocation.enabled": "true",
+        "spark.dynamicAllocation.initialExecutors": "2",
+        "spark.dynamicAllocation.minExecutors": "1",
+        "spark.dynamicAllocation.maxExecutors": "5",
+        "spark.dynamicAllocation.shuffleTracking.enabled": "true",
+    }
+
+
+def test_a_kubernetes_mode_driver_is_tied_to_its_pod_service_namespace_and_executor_template(monkeypatch):
+    spark = {
+        "mode": "kubernetes",
+        "image": "registry.example/sluice/spark-jobs:1.2",
+        "executor": {"instances": 3, "memoryOverhead": "512m", "cpuRequest": "500m"},
+    }
+    spec = parse_spec({"checkpoints": {"existingClaim": "shared"}, "spark": spark})
+    pod = plan("windowed", spec=spec).manifest
+    (container,) = pod["spec"]["containers"]
+    opts = parse_options(WindowedOptions, flags(container))
+    assert opts.common.master == "k8s://https://kubernetes.default.svc"
+    conf = dict(opts.common.spark_conf)
+    assert conf == {
+        "spark.driver.memory": "1g",
+        "spark.executor.memory": "1g",
+        "spark.executor.cores": "1",
+        "spark.executor.instances": "3",
+        "spark.executor.memoryOverhead": "512m",
+        "spark.kubernetes.executor.request.cores": "500m",
+        "spark.driver.bindAddress": "0.0.0.0",
+        "spark.kubernetes.namespace": "team-a",
+        "spark.kubernetes.driver.pod.name": "demo-windowed",
+        "spark.kubernetes.container.image": "registry.example/sluice/spark-jobs:1.2",
+        "spark.kubernetes.container.image.pullPolicy": "IfNotPresent",
+        "spark.kubernetes.executor.podTemplateFile": "/etc/sluice/executor/pod.yaml",
+        "spark.kubernetes.executor.podTemplateContainerName": "executor",
+        "spark.kubernetes.executor.podNamePrefix": "demo-windowed",
+        "spark.driver.host": "demo-windowed-driver.team-a.svc",
+        "spark.driver.port": "7078",
+        "spark.driver.blockManager.port": "7079",
+        "spark.kubernetes.executor.disableConfigMap": "true",
+        "spark.kubernetes.driver.ownPersistentVolumeClaim": "false",
+        "spark.kubernetes.driver.reusePersistentVolumeClaim": "false",
+    }
+    assert pod["metadata"]["name"] == "demo-windowed"
+    assert (pod["spec"]["serviceAccountName"], pod["spec"]["automountServiceAccountToken"]) == (
+        "demo-spark",
+        True,
+    )
+    assert {"name": "driver", "containerPort": 7078, "protocol": "TCP"} in container["ports"]
+    (template_volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == "executor-template"]
+    assert template_volume["configMap"] == {
+        "name": "demo-spark-executors",
+        "items": [{"key": "windowed.yaml", "path": "pod.yaml"}],
+    }
+    # an executor template changed by an operator upgrade restarts the driver (it reads it when it starts)
+    before = plan("windowed", spec=spec)
+    template = m.executor_template
+    monkeypatch.setattr(
+        m, "executor_template", lambda **kw: {**template(**kw), "metadata": {"labels": {"new": "label"}}}
+    )
+    after = plan("windowed", spec=spec)
+    assert (after.manifest["spec"], after.config_hash != before.config_hash) == (
+        before.manifest["spec"],
+        True,
+    )
+    # local mode: no probe, no identity, no token
+    local = plan("windowed").manifest
+    assert "readinessProbe" not in local["spec"]["containers"][0]
+    assert (
+        local["spec"]["automountServiceAccountToken"] is False and "serviceAccountName" not in local["spec"]
+    )

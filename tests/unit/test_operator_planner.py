@@ -165,6 +165,7 @@ def test_a_fresh_pipeline_gets_its_claim_and_a_pod_per_component():
         "message": "basic: creating its pod",
         "lastStart": "2024-01-01T00:00:00+00:00",
         "checkpointPath": "/var/lib/sluice/checkpoints/basic/g0",
+        "executors": None,
         "progress": None,
     }
     assert basic["stateFingerprint"].startswith("l2-") and len(basic["stateFingerprint"]) == 15
@@ -304,8 +305,8 @@ def test_suspend_removes_the_pods_and_then_waits():
 def test_an_invalid_spec_is_reported_and_nothing_is_done():
     spec, problems = planner.read_spec({**RAW, "spark": {"conf": {"spark.master": "local[1]"}}})
     assert problems == [
-        "spec.spark.conf: spark.master are set by the operator (from spark.mode, spark.driver, spark.executor and "
-        "checkpoints); remove them from spark.conf"
+        "spec.spark.conf: spark.master are set by the operator (spark.master from spark.mode and spark.master); "
+        "remove them from spark.conf"
     ]
     remembered = {"basic": ComponentStatus(record=ComponentRecord(restarts=2))}
     plan = decide(None, spec=spec, problems=problems, remembered=remembered, reported=frozenset({"x"}))
@@ -793,3 +794,161 @@ def test_entering_ready_and_lagging_is_told_once_each_time_and_not_again_after_a
     # the operator restarted: no memory, the status in hand says Ready: nothing to tell
     restarted = decide(seen(1_500), spec=spec, status=caught_up.status, standing=None)
     assert restarted.events == ()
+
+
+# --- cluster modes: executors outside the drivers' pods ----------------------------------------------------------
+
+STANDALONE = parse_spec(
+    {
+        **RAW,
+        "spark": {"mode": "standalone", "executorWaitSeconds": 60},
+        "checkpoints": {"existingClaim": "shared"},
+        "slo": {"stallSeconds": 60},
+    }
+)
+SHARED = {"metadata": {"name": "shared"}, "status": {"phase": "Bound"}}
+
+
+def waiting(component: str, *, spec, since: datetime, ready: bool = False) -> dict:
+    """A cluster-mode driver's pod, Running since ``since``, its readiness probe failing since then."""
+    found = pod(component, "Running", spec=spec, started=since)
+    found["status"]["containerStatuses"][0]["ready"] = ready
+    stamp = since.isoformat().replace("+00:00", "Z")
+    found["status"]["conditions"] = [{"type": "Ready", "status": str(ready), "lastTransitionTime": stamp}]
+    return found
+
+
+def test_a_job_without_an_executor_past_its_wait_is_said_and_not_restarted_even_when_it_stalls():
+    started = T0 - timedelta(seconds=600)
+    commit = Commit(batch_id=3, at=T0 - timedelta(seconds=500), watermark=None)
+    pods_ = {c: waiting(c, spec=STANDALONE, since=started, ready=c != "windowed") for c in COMPONENTS}
+    pods_["generator"] = pod("generator", "Running", spec=STANDALONE, started=started)
+
+    def seen(at: datetime) -> Observed:
+        readings = {j: reading(at, 1_500, commit=commit) for j in ("basic", "anomaly")}
+        readings["windowed"] = reading(at, 300, commit=commit)  # 1,200 waiting, nothing committed for 500 s
+        return Observed(topics=UNCHANGED, claim=SHARED, pods=pods_, readings=readings)
+
+    earlier = T0 - timedelta(seconds=120)  # a pass saw the records waiting then
+    before = decide(seen(earlier), spec=STANDALONE, now=earlier)
+    observed = seen(T0)
+    plan = decide(observed, spec=STANDALONE, remembered=before.components, standing=before.standing)
+
+    # stalled, but a new driver would wait for an executor as well: no restart, the reason is said instead
+    assert plan.actions == ()
+    said = (
+        "no executor for 600 s: the master spark://sluice-spark-master:7077 has no worker with 1 free core(s) and 1g "
+        "free memory for it (each job takes spark.executor.instances x cores = 1 core(s)); add workers, or lower "
+        "spark.executor"
+    )
+    assert condition(plan, "ExecutorsUnavailable") == (
+        "ExecutorsUnavailable",
+        "True",
+        "NoExecutors",
+        f"windowed: {said}",
+    )
+    assert condition(plan, "Ready") == (
+        "Ready",
+        "False",
+        "NoExecutors",
+        f"ExecutorsUnavailable: windowed: {said}",
+    )
+    assert condition(plan, "Stalled")[1] == "True"
+    windowed = plan.status["components"]["windowed"]
+    assert (windowed["phase"], windowed["reason"], windowed["restarts"]) == ("Running", "NoExecutors", 0)
+    assert windowed["message"].endswith(said)
+    # told once, by the pass that first found it (480 s without one then); not again
+    assert [e for e in before.events if e.reason == "ExecutorsUnavailable"] == [
+        Event(WARNING, "ExecutorsUnavailable", f"windowed: {said.replace('600 s', '480 s')}")
+    ]
+    assert [e.reason for e in plan.events] == ["Stalled"]
+
+
+def test_a_job_waiting_less_than_its_wait_is_not_unavailable_and_local_mode_has_no_such_condition():
+    since = T0 - timedelta(seconds=59)
+    pods_ = {c: waiting(c, spec=STANDALONE, since=since) for c in COMPONENTS}
+    plan = decide(Observed(topics=UNCHANGED, claim=SHARED, pods=pods_), spec=STANDALONE)
+    assert condition(plan, "ExecutorsUnavailable") == (
+        "ExecutorsUnavailable",
+        "False",
+        "Available",
+        "no job is waiting for an executor",
+    )
+    # back in local mode the condition is gone, not left as it was
+    local = decide(Observed(topics=UNCHANGED, claim=BOUND, pods=running()), status=plan.status)
+    assert "ExecutorsUnavailable" not in [c[0] for c in conditions(local)]
+
+
+KUBERNETES = parse_spec(
+    {
+        **RAW,
+        "spark": {"mode": "kubernetes", "executor": {"instances": 2}, "executorWaitSeconds": 30},
+        "checkpoints": {"existingClaim": "shared"},
+    }
+)
+
+
+def test_a_kubernetes_mode_driver_is_created_after_what_it_needs_and_its_executor_pods_are_reported():
+    plan = decide(Observed(topics=UNCHANGED, claim=SHARED, pods={}), spec=KUBERNETES)
+    created = {a.name: a for a in plan.actions if a.kind == CREATE_POD}
+    assert created["lab-generator"].needs == ()
+    needs = created["lab-windowed"].needs
+    assert [(n["kind"], n["metadata"]["name"]) for n in needs] == [
+        ("ServiceAccount", "lab-spark"),
+        ("Role", "lab-spark"),
+        ("RoleBinding", "lab-spark"),
+        ("ConfigMap", "lab-spark-executors"),
+        ("Service", "lab-windowed-driver"),
+    ]
+    assert sorted(needs[3]["data"]) == ["anomaly.yaml", "basic.yaml", "windowed.yaml"]
+
+    # windowed's two executor pods: one running, one no node can take; its driver has had none for 45 s
+    since = T0 - timedelta(seconds=45)
+    drivers = {c: waiting(c, spec=KUBERNETES, since=since, ready=c != "windowed") for c in COMPONENTS}
+    pending = {
+        "metadata": {"name": "lab-windowed-exec-2", "uid": "e2"},
+        "status": {
+            "phase": "Pending",
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/2 nodes are available: 2 Insufficient cpu.",
+                }
+            ],
+        },
+    }
+    executors = {
+        "windowed": [{"metadata": {"name": "lab-windowed-exec-1"}, "status": {"phase": "Running"}}, pending]
+    }
+    later = decide(
+        Observed(topics=UNCHANGED, claim=SHARED, pods=drivers, executors=executors), spec=KUBERNETES
+    )
+    assert later.status["components"]["windowed"]["executors"] == 1
+    assert later.status["components"]["basic"]["executors"] == 0
+    assert later.status["components"]["generator"]["executors"] is None
+    assert condition(later, "ExecutorsUnavailable")[3] == (
+        "windowed: no executor for 45 s; its executor pods: lab-windowed-exec-2: Unschedulable: 0/2 nodes are "
+        "available: 2 Insufficient cpu."
+    )
+
+
+def test_a_kubernetes_mode_pipeline_name_must_leave_room_for_its_services():
+    ok = planner.read_spec(
+        {**RAW, "spark": {"mode": "kubernetes"}, "checkpoints": {"existingClaim": "x"}}, name="a" * 47
+    )
+    assert ok[1] == []
+    _, problems = planner.read_spec(
+        {**RAW, "spark": {"mode": "kubernetes"}, "checkpoints": {"existingClaim": "x"}}, name="a" * 48
+    )
+    assert problems == [
+        "metadata.name: in kubernetes mode each job's driver has a Service <name>-<job>-driver, at most 63 "
+        "characters, so the pipeline's name may have at most 47 (it has 48); rename the pipeline, or use spark.mode "
+        "local or standalone"
+    ]
+    _, problems = planner.read_spec({**RAW, "spark": {"mode": "kubernetes"}}, name="lab")
+    assert problems == [
+        "spec.checkpoints.existingClaim: kubernetes mode needs a shared (ReadWriteMany) volume the executor pods "
+        "mount (their executors write the state stores); set it, or use spark.mode: local"
+    ]

@@ -121,7 +121,7 @@ def test_semantic_problems():
     assert semantic_problems(parse_spec({})) == []
     problems = semantic_problems(parse_spec({"spark": {"mode": "standalone", "conf": {"spark.master": "x"}}}))
     assert any(
-        p.startswith("spec.checkpoints.existingClaim: standalone mode needs the shared volume")
+        p.startswith("spec.checkpoints.existingClaim: standalone mode needs a shared (ReadWriteMany) volume")
         for p in problems
     )
     assert any(p.startswith("spec.spark.conf: spark.master are set by the operator") for p in problems)

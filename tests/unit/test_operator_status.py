@@ -107,6 +107,7 @@ STORED = {
     "lastStart": "2024-01-01T00:00:03.250000+00:00",
     "checkpointPath": "/var/lib/sluice/checkpoints/basic/g2",
     "progress": None,  # written each pass from what Kafka says, never read back
+    "executors": None,  # counted each pass (kubernetes mode), never read back
 }
 
 
@@ -146,6 +147,7 @@ def test_a_fresh_component_writes_every_key_and_nulls_remove_the_old_values():
         "message": "generator: disabled",
         "lastStart": None,
         "checkpointPath": None,
+        "executors": None,
         "progress": None,
     }
 
@@ -366,3 +368,28 @@ def test_summary_of_a_suspended_and_of_a_starting_pipeline():
         "Starting",
         "1/2 components running",
     )
+
+
+def test_every_field_a_component_entry_writes_is_in_the_crds_status_schema():
+    """The API server prunes what a structural schema does not declare: a field missing from the CRD is dropped
+    from every status patch (kopf logs "inconsistencies"), so users never see it."""
+    from sluice_operator import crd
+
+    entry = ComponentStatus(
+        record=ComponentRecord(
+            restarts=1, next_restart=T2, gave_up=False, generation=2, fingerprint="f", config_hash="h"
+        ),
+        pod="p-windowed",
+        phase="Running",
+        reason="Running",
+        message="running",
+        last_start=T1,
+        checkpoint_path="/var/lib/sluice/x",
+        progress=Progress(
+            lag_records=3, input_rate=1.0, processed_rate=1.0, last_progress=T1, freshness_seconds=2
+        ),
+        executors=2,
+    ).to_status()
+    schema = crd.status_schema()["properties"]["components"]["additionalProperties"]["properties"]
+    assert set(entry) - set(schema) == set()
+    assert set(entry["progress"]) - set(schema["progress"]["properties"]) == set()

@@ -57,6 +57,7 @@ COMMON = {
     "--dead-letter-max-bytes": 1_048_576,
     "--consumer-group": None,
     "--metrics-port": 0,
+    "--executors-missing-file": None,
 }
 BASIC = {
     "--window": "10s",
