@@ -40,15 +40,17 @@ def test_defaults_one_master_two_workers_on_the_project_image(render):
     assert workers["spec"]["replicas"] == 2
     w = container(workers, "worker")
     assert "command" not in w
+    # Two workers of two cores and 2g: a standalone-mode pipeline's three jobs (one core and one 1g executor each
+    # by default, spark.cores.max = instances x cores) run at once, with a core to spare.
     assert w["args"] == [
         "spark-class",
         "org.apache.spark.deploy.worker.Worker",
         "--host",
         "$(POD_IP)",
         "--cores",
-        "1",
+        "2",
         "--memory",
-        "1g",
+        "2g",
         "--webui-port",
         "8081",
         "--work-dir",
