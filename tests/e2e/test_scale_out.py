@@ -99,8 +99,8 @@ def now_us() -> int:
 
 
 def start(cluster, scaled: Pipeline, *, jobs: tuple[str, ...], executors_each: int) -> None:
-    """Apply the pipeline; wait until its pods run, each job's driver has an executor, and (kubernetes mode)
-    ``executors_each`` executor pods of each job run."""
+    """Apply the pipeline; wait until its pods run, each job's pod is Ready, and (kubernetes mode) ``executors_each``
+    executor pods of each job run."""
     cluster.kubectl("apply", "-f", str(scaled.manifest))
 
     def all_running() -> bool:
@@ -109,7 +109,7 @@ def start(cluster, scaled: Pipeline, *, jobs: tuple[str, ...], executors_each: i
             return False
         if not all(p["status"].get("phase") == "Running" for p in found.values()):
             return False
-        # a job's pod is Ready once it has an executor (its readiness probe)
+        # a job's pod is not Ready while its Spark session has no executor (its readiness probe)
         if not all(ready(found[job]) for job in jobs):
             return False
         return all(len(running(executors(cluster, scaled.name, job))) >= executors_each for job in jobs)
