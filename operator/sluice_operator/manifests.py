@@ -345,15 +345,18 @@ def _driver_args(*, pipeline: str, namespace: str, spec: PipelineSpec, job: str)
     return args
 
 
+def _metadata(name: str, *, pipeline: str, namespace: str, component: str) -> dict:
+    """The metadata of an object the operator makes for a cluster-mode pipeline: its name, namespace and labels."""
+    return {"name": name, "namespace": namespace, "labels": labels(pipeline=pipeline, component=component)}
+
+
 def spark_service_account(*, pipeline: str, namespace: str) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
-        "metadata": {
-            "name": spark_identity(pipeline),
-            "namespace": namespace,
-            "labels": labels(pipeline=pipeline, component="spark"),
-        },
+        "metadata": _metadata(
+            spark_identity(pipeline), pipeline=pipeline, namespace=namespace, component="spark"
+        ),
         "automountServiceAccountToken": False,  # the driver pods mount it; no other pod runs as it
     }
 
@@ -362,11 +365,9 @@ def spark_role(*, pipeline: str, namespace: str) -> dict:
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
-        "metadata": {
-            "name": spark_identity(pipeline),
-            "namespace": namespace,
-            "labels": labels(pipeline=pipeline, component="spark"),
-        },
+        "metadata": _metadata(
+            spark_identity(pipeline), pipeline=pipeline, namespace=namespace, component="spark"
+        ),
         "rules": [dict(rule) for rule in DRIVER_RULES],
     }
 
@@ -376,27 +377,24 @@ def spark_role_binding(*, pipeline: str, namespace: str) -> dict:
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "RoleBinding",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": labels(pipeline=pipeline, component="spark"),
-        },
+        "metadata": _metadata(name, pipeline=pipeline, namespace=namespace, component="spark"),
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
     }
 
 
 def driver_service(*, pipeline: str, namespace: str, job: str) -> dict:
-    """The headless Service executors reach a job's driver by: its pod's address, Ready or not (a driver is Ready
-    only once it has an executor)."""
+    """The headless Service executors reach a job's driver by: its pod's address, Ready or not (a driver's pod is
+    not Ready while it has no executor)."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {
-            "name": driver_service_name(pipeline=pipeline, job=job),
-            "namespace": namespace,
-            "labels": labels(pipeline=pipeline, component=job),
-        },
+        "metadata": _metadata(
+            driver_service_name(pipeline=pipeline, job=job),
+            pipeline=pipeline,
+            namespace=namespace,
+            component=job,
+        ),
         "spec": {
             "clusterIP": "None",
             "publishNotReadyAddresses": True,
@@ -463,11 +461,9 @@ def executor_templates(*, pipeline: str, namespace: str, spec: PipelineSpec, job
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {
-            "name": executor_templates_name(pipeline),
-            "namespace": namespace,
-            "labels": labels(pipeline=pipeline, component="spark"),
-        },
+        "metadata": _metadata(
+            executor_templates_name(pipeline), pipeline=pipeline, namespace=namespace, component="spark"
+        ),
         "data": {
             f"{job}.yaml": json.dumps(executor_template(pipeline=pipeline, spec=spec, job=job), indent=2)
             for job in jobs
